@@ -1,0 +1,33 @@
+"""Alembic environment: tgmonitor passes a live connection in ``config.attributes['connection']``."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from monitor.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _configure(connection: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+        compare_type=True,
+    )
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+else:  # plain `alembic` command line with sqlalchemy.url set (sync driver)
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///data/tgmonitor.db")
+    with engine.connect() as conn:
+        _configure(conn)
+        with context.begin_transaction():
+            context.run_migrations()

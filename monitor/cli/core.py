@@ -1,0 +1,150 @@
+"""``config check``, ``db upgrade|current|downgrade`` and ``run``."""
+
+from __future__ import annotations
+
+import click
+
+from monitor import migrate
+from monitor.cli.app import EXIT_FAILURE, CliState, fail, main, pass_state, run
+from monitor.db import create_engine
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_state
+def config_check(state: CliState) -> None:
+    """Validate the configuration and print a summary; exit 2 naming every problem.
+
+    \b
+    Example:
+      tgmonitor --config /etc/tgmonitor/tgmonitor.toml config check
+    """
+    s = state.settings()
+    by_source: dict[str, int] = {}
+    for c in s.channels:
+        if c.enabled:
+            by_source[c.source] = by_source.get(c.source, 0) + 1
+    click.echo(f"config: {s.path} is valid")
+    click.echo(f"database: {_safe_db(s.database.url)}")
+    click.echo(f"data dir: {s.data_dir}")
+    sources = ", ".join(f"{n} {k}" for k, n in sorted(by_source.items())) or "none"
+    click.echo(f"channels: {sum(by_source.values())} enabled ({sources}), {len(s.channels)} configured")
+    active = [e for e in s.entities if e.enabled]
+    click.echo(f"entities: {len(active)} enabled, {len(s.entities)} configured")
+    click.echo(f"alert destinations: {', '.join(a.name for a in s.alerts) or 'none'}")
+    tg_needed = by_source.get("telethon", 0) > 0
+    creds = bool(s.telegram.api_id and s.telegram.api_hash) or bool(s.telegram.client_factory)
+    if tg_needed and not creds:
+        click.echo("warning: Telethon channels are configured but TG_API_ID / TG_API_HASH are not set "
+                   "(put them in .env beside the config)", err=True)
+
+
+def _safe_db(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema: migrations (the service also upgrades on start)."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_state
+def db_upgrade(state: CliState, revision: str) -> None:
+    """Create or upgrade the schema.
+
+    \b
+    Examples:
+      tgmonitor db upgrade
+      TGMONITOR_DATABASE_URL=postgresql://postgres@127.0.0.1/tgmonitor tgmonitor db upgrade
+    """
+    s = state.settings(require_file=state.config_path is not None)
+
+    async def go() -> tuple[str | None, str]:
+        engine = create_engine(s.database.url)
+        try:
+            await migrate.upgrade(engine, revision)
+            return await migrate.current(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        cur, _head = run(go())
+    except Exception as exc:  # a database that cannot be reached is a runtime failure, not a traceback
+        fail(f"db upgrade failed on {_safe_db(s.database.url)}: {exc}", EXIT_FAILURE)
+    click.echo(f"database {_safe_db(s.database.url)} is at revision {cur}")
+
+
+@db_group.command("current")
+@pass_state
+def db_current(state: CliState) -> None:
+    """Print the database's revision and the newest one this version ships.
+
+    \b
+    Example:
+      tgmonitor db current
+    """
+    s = state.settings(require_file=state.config_path is not None)
+
+    async def go() -> tuple[str | None, str]:
+        engine = create_engine(s.database.url)
+        try:
+            return await migrate.current(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        cur, head = run(go())
+    except Exception as exc:
+        fail(f"cannot read {_safe_db(s.database.url)}: {exc}", EXIT_FAILURE)
+    click.echo(f"current: {cur or 'empty (run tgmonitor db upgrade)'}")
+    click.echo(f"head: {head}{' (up to date)' if cur == head else ''}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@pass_state
+def db_downgrade(state: CliState, revision: str) -> None:
+    """Take the schema back to REVISION (``base`` drops every table: data is lost).
+
+    \b
+    Example:
+      tgmonitor db downgrade base
+    """
+    s = state.settings(require_file=state.config_path is not None)
+
+    async def go() -> None:
+        engine = create_engine(s.database.url)
+        try:
+            await migrate.downgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    run(go())
+    click.echo(f"database downgraded to {revision}")
+
+
+@main.command("run")
+@click.option("--once", is_flag=True, help="One cycle: poll every enabled channel once, one delivery "
+              "attempt per due alert, then exit.")
+@pass_state
+def run_cmd(state: CliState, once: bool) -> None:
+    """Run the service (polls on a schedule, delivers alerts) until SIGTERM/SIGINT.
+
+    \b
+    Examples:
+      tgmonitor run
+      tgmonitor --config /etc/tgmonitor/tgmonitor.toml run --once
+    """
+    from monitor import service
+
+    s = state.settings()
+    code = run(service.run_once(s)) if once else service.main(s, state.config_path)
+    raise SystemExit(code)

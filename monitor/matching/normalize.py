@@ -1,0 +1,270 @@
+"""Text normalisation for matching, with a map back to offsets in the original text.
+
+The matcher searches a normalised copy of each post; alerts must quote the post as it was, so every
+normalised position maps back to the original. Normalisation is done in two layers:
+
+1. *Edits* that change the length of the text (NFKC expansions, deleted invisible characters and
+   combining marks, collapsed whitespace runs). They are found with one C-level regex scan; clean text
+   has none and costs one scan. Each edit records ``orig[a:b] -> replacement``; offsets between edits
+   shift linearly, so the map is a short list instead of one integer per character.
+2. *Same-length* replacements (ё→е, hyphen look-alikes, Latin/Cyrillic homoglyphs inside mixed-script
+   words). They never move offsets, so they cost the map nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "CYR_TO_LAT",
+    "LAT_TO_CYR",
+    "Normalized",
+    "fold_homoglyphs",
+    "is_word_char",
+    "normalize",
+    "normalize_plain",
+]
+
+# Invisible format characters: ZWSP/ZWNJ/ZWJ, LRM/RLM, bidi embeddings and isolates, word joiner and
+# the invisible operators, BOM, soft hyphen, Mongolian vowel separator, variation selectors, tag
+# characters. Deleting them is what lets «Газ\u200bпром» be found; they carry no meaning for matching.
+_INVISIBLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+)
+# Combining marks left after NFKC (stress accents: «Роса́том»). NFKC composes й and ё first, so they
+# survive; the accent on an already-composed letter has nowhere to go and is dropped.
+_COMBINING = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+
+
+def _nfkc_changing_class() -> str:
+    """Character-class body of every code point NFKC changes, in the planes posts actually use.
+
+    Scanning for these with one regex keeps the common case (already-normalised text) at C speed
+    instead of a Python loop per character. Plain whitespace and the marks above are handled by
+    their own branches, so they are left out here.
+    """
+    ranges: list[tuple[int, int]] = []
+    planes = [(0x00A0, 0xFFFF), (0x10780, 0x107BF), (0x1D400, 0x1D7FF), (0x1F100, 0x1F2FF)]
+    for lo, hi in planes:
+        for cp in range(lo, hi + 1):
+            ch = chr(cp)
+            if 0xD800 <= cp <= 0xDFFF or ch.isspace() or unicodedata.is_normalized("NFKC", ch):
+                continue
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    parts = []
+    for lo, hi in ranges:
+        parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
+    return "".join(parts)
+
+
+# One scan finds everything that changes the length of the text. Order matters: whitespace runs
+# first (so "\n\n" becomes one edit), then invisibles, combining marks, and NFKC-changing characters.
+_SPECIAL = re.compile(
+    r"\s{2,}|[^\S ]"
+    rf"|[{_INVISIBLE}]+"
+    rf"|[{_COMBINING}]+"
+    rf"|[{_nfkc_changing_class()}]+"
+)
+_DELETE = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
+_SPACES = re.compile(r"\s+")
+
+# Hyphen look-alikes become "-" so «титано‐магниевый» (U+2010) meets the alias; dashes (– —) are
+# punctuation between words and stay as they are.
+_HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2212": "-", "\ufe63": "-"})
+_HYPHEN_CHARS = "\u2010\u2011\u2012\u2212\ufe63"
+
+# Latin ↔ Cyrillic letters that look the same. Only applied inside words that mix the two scripts,
+# so real Latin names (CNNC, Telf) and real Cyrillic words are never touched.
+LAT_TO_CYR: dict[str, str] = {
+    "A": "А", "B": "В", "C": "С", "E": "Е", "H": "Н", "K": "К", "M": "М", "O": "О", "P": "Р",
+    "T": "Т", "X": "Х", "Y": "У", "a": "а", "c": "с", "e": "е", "o": "о", "p": "р", "x": "х",
+    "y": "у", "k": "к", "i": "і", "I": "І", "u": "и", "n": "п", "r": "г", "m": "т",
+}  # fmt: skip
+CYR_TO_LAT: dict[str, str] = {
+    "А": "A", "В": "B", "С": "C", "Е": "E", "Н": "H", "К": "K", "М": "M", "О": "O", "Р": "P",
+    "Т": "T", "Х": "X", "У": "Y", "а": "a", "с": "c", "е": "e", "о": "o", "р": "p", "х": "x",
+    "у": "y", "к": "k", "і": "i", "І": "I", "ѕ": "s", "ј": "j",
+}  # fmt: skip
+# Lower-case u/n/r/m → и/п/г/т are lookalikes only in cursive; they are folded only when the word
+# cannot become single-script otherwise (see fold_homoglyphs), never on their own.
+_WEAK_LAT = frozenset("unrm")
+_LAT_TO_CYR_T = str.maketrans(LAT_TO_CYR)
+_CYR_TO_LAT_T = str.maketrans(CYR_TO_LAT)
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
+# A word (letters/digits, possibly joined by hyphens or apostrophes) containing both scripts.
+_MIXED_WORD = re.compile(
+    r"[^\W_]*(?:[A-Za-z][^\W_]*[\u0400-\u04ff]|[\u0400-\u04ff][^\W_]*[A-Za-z])[^\W_]*"
+)
+
+
+def _is_cyr(ch: str) -> bool:
+    return "\u0400" <= ch <= "\u04ff"
+
+
+def _is_lat(ch: str) -> bool:
+    return ("a" <= ch <= "z") or ("A" <= ch <= "Z")
+
+
+def _fold_word(word: str) -> str:
+    """Fold one mixed-script word to a single script, preferring a result with no foreign letters."""
+    lat = [c for c in word if _is_lat(c)]
+    cyr = [c for c in word if _is_cyr(c)]
+    # Strong look-alikes only first; the weak cursive ones (u, n, r, m) only as a last resort.
+    can_cyr = all(c in LAT_TO_CYR and c not in _WEAK_LAT for c in lat)
+    can_lat = all(c in CYR_TO_LAT for c in cyr)
+    if can_cyr and (not can_lat or len(cyr) >= len(lat)):
+        return word.translate(_LAT_TO_CYR_T)
+    if can_lat:
+        return word.translate(_CYR_TO_LAT_T)
+    if all(c in LAT_TO_CYR for c in lat):
+        return word.translate(_LAT_TO_CYR_T)
+    # Neither script can absorb the other: fold the look-alikes towards the majority script.
+    if len(cyr) >= len(lat):
+        return "".join(LAT_TO_CYR.get(c, c) if c not in _WEAK_LAT else c for c in word)
+    return word.translate(_CYR_TO_LAT_T)
+
+
+def fold_homoglyphs(text: str) -> str:
+    """Fold Latin/Cyrillic look-alike letters inside mixed-script words; length is preserved."""
+    if text.isascii() or not _LATIN_LETTER.search(text):
+        return text
+    return _MIXED_WORD.sub(lambda m: _fold_word(m.group()), text)
+
+
+def is_word_char(ch: str) -> bool:
+    """True for characters that continue a word: letters (any script, Kazakh included), digits, "_"."""
+    return ch.isalnum() or ch == "_"
+
+
+@lru_cache(maxsize=4096)
+def _clean(span: str) -> str:
+    """Replacement for one special span: NFKC, then drop invisibles and marks, whitespace → one space."""
+    out = unicodedata.normalize("NFKC", span)
+    out = _DELETE.sub("", out)
+    if out and (out.isspace() or " " in out or not out.isprintable()):
+        out = _SPACES.sub(" ", out)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A normalised text plus what is needed to map its offsets back to the original.
+
+    ``text`` keeps case (the case rules look at it); ``lower`` is ``text.lower()`` with the same
+    length, used for the automaton. ``edits`` is a sorted list of ``(norm_start, norm_len, orig_start,
+    orig_end)``: the normalised characters ``[norm_start, norm_start + norm_len)`` stand for
+    ``original[orig_start:orig_end]``.
+    """
+
+    original: str
+    text: str
+    lower: str
+    edits: tuple[tuple[int, int, int, int], ...] = ()
+    _keys: tuple[int, ...] = ()
+
+    def _edit_at(self, i: int) -> tuple[int, int, int, int] | None:
+        # The last edit starting at or before i; later ones cannot affect position i.
+        k = bisect_right(self._keys, i) - 1
+        return self.edits[k] if k >= 0 else None
+
+    def orig_start(self, i: int) -> int:
+        """Original offset of the normalised character at ``i``."""
+        e = self._edit_at(i) if self.edits else None
+        if e is None:
+            return i
+        ns, nl, os_, oe = e
+        return os_ if i < ns + nl else oe + (i - ns - nl)
+
+    def orig_end(self, j: int) -> int:
+        """Original offset just after the normalised character at ``j - 1``."""
+        e = self._edit_at(j - 1) if self.edits and j > 0 else None
+        if e is None:
+            return j
+        ns, nl, _os, oe = e
+        return oe if j - 1 < ns + nl else oe + (j - ns - nl)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a normalised ``[start, end)`` to the original text."""
+        return self.orig_start(start), self.orig_end(end)
+
+
+def normalize(text: str) -> Normalized:
+    """Normalise ``text`` for matching and keep an offset map back to it.
+
+    Steps: NFKC (fullwidth letters, compatibility forms), removal of zero-width/invisible characters
+    and soft hyphens, whitespace runs → one space, ё→е, hyphen look-alikes → "-", homoglyph folding
+    inside mixed-script words, and a lower-cased copy of the same length.
+    """
+    edits: list[tuple[int, int, int, int]] = []
+    if text.isascii():
+        # ASCII only needs whitespace collapsing; a quick test avoids the regex for most lines.
+        norm = text
+        if "  " in text or "\n" in text or "\t" in text or "\r" in text:
+            norm = _apply_edits(text, edits)
+    else:
+        norm = _apply_edits(text, edits)
+        if "ё" in norm or "Ё" in norm:
+            norm = norm.replace("ё", "е").replace("Ё", "Е")
+        for h in _HYPHEN_CHARS:
+            if h in norm:
+                norm = norm.translate(_HYPHENS)
+                break
+        norm = fold_homoglyphs(norm)
+    low = norm.lower()
+    if len(low) != len(norm):
+        # A handful of characters lower-case to two (İ); keep one so offsets stay shared.
+        low = "".join(c.lower()[:1] or c for c in norm)
+    tup = tuple(edits)
+    return Normalized(text, norm, low, tup, tuple(e[0] for e in tup))
+
+
+def _apply_edits(text: str, edits: list[tuple[int, int, int, int]]) -> str:
+    """Replace every special span of ``text``; record the edits (see Normalized)."""
+    pieces: list[str] = []
+    pos = 0
+    npos = 0
+    for m in _SPECIAL.finditer(text):
+        a, b = m.span()
+        span = m.group()
+        if span == "\n" or span == "\t" or span == "\r":
+            rep = " "
+        else:
+            if span[0] in _COMBINING_SET and a > pos and not text[a - 1].isspace():
+                # A combining mark composes with the letter before it (и + ̆ → й): re-normalise both.
+                a -= 1
+                span = text[a:b]
+            rep = _clean(span)
+        if a > pos:
+            pieces.append(text[pos:a])
+            npos += a - pos
+        pieces.append(rep)
+        if len(rep) != b - a:
+            # Same-length replacements keep the linear map; only length changes need an edit.
+            edits.append((npos, len(rep), a, b))
+        npos += len(rep)
+        pos = b
+    if not pieces:
+        return text
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+_COMBINING_SET = frozenset(
+    chr(c)
+    for lo, hi in ((0x300, 0x36F), (0x483, 0x489), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF),
+                   (0xFE20, 0xFE2F))
+    for c in range(lo, hi + 1)
+)
+
+
+def normalize_plain(text: str) -> str:
+    """The case-preserving normalised text only (for aliases and phrases at compile time)."""
+    return normalize(text).text

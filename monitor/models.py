@@ -1,0 +1,266 @@
+"""SQLAlchemy tables. Times are timezone-aware UTC; Telegram ids are 64-bit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes; gives them back aware in UTC on SQLite too (it keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Channel(Base):
+    """A watched channel: identity, availability, cursor, baseline, backfill progress and lease."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tg_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)  # lower-case, no @
+    title: Mapped[str | None] = mapped_column(String(256))
+    access_hash: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16), default="telethon")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | unavailable
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime | None]
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)  # highest message id stored or skipped
+    baseline_id: Mapped[int | None] = mapped_column(BigInteger)  # ids at or below never alert by default
+    backfill_low: Mapped[int | None] = mapped_column(BigInteger)  # lowest id reached walking back
+    backfill_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    server_count: Mapped[int | None] = mapped_column(BigInteger)
+    seen_count: Mapped[int] = mapped_column(BigInteger, default=0)  # ids seen, skipped ones included
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    last_poll_at: Mapped[datetime | None]
+    last_post_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None]  # deferred by a flood wait or an unavailable retry
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Post(Base):
+    """The newest version of one channel message (an album is one post)."""
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "message_id", name="uq_posts_channel_message"),
+        Index("ix_posts_date", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    date: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text, default="")
+    edit_date: Mapped[datetime | None]
+    views: Mapped[int | None] = mapped_column(BigInteger)
+    forwards: Mapped[int | None] = mapped_column(BigInteger)
+    fwd_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    fwd_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    fwd_name: Mapped[str | None] = mapped_column(String(256))
+    album_id: Mapped[int | None] = mapped_column(BigInteger)
+    member_ids: Mapped[list[Any] | None]
+    link_preview: Mapped[str | None] = mapped_column(Text)
+    incomplete: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    text_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # normalised text, for reposts
+    raw: Mapped[dict[str, Any] | None]
+    stored_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class PostVersion(Base):
+    """An earlier text of an edited post."""
+
+    __tablename__ = "post_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    edit_date: Mapped[datetime | None]
+    recorded_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Entity(Base):
+    """A watchlist entity as last seen in the config (its id is the stable key)."""
+
+    __tablename__ = "entities"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    silent: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Match(Base):
+    """One span of one entity in one version of a post."""
+
+    __tablename__ = "matches"
+    __table_args__ = (
+        UniqueConstraint("post_id", "entity_id", "start", "version", name="uq_matches_span"),
+        Index("ix_matches_entity_post", "entity_id", "post_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    entity_id: Mapped[str] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    surface: Mapped[str] = mapped_column(String(512))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    in_preview: Mapped[bool] = mapped_column(Boolean, default=False)  # found in the link preview text
+
+
+class Alert(Base):
+    """The outbox: one row per (destination, post); ``dedupe_key`` makes it idempotent."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    code: Mapped[str] = mapped_column(String(16), index=True)  # short stable id shown to people
+    destination: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="match")  # match | operator | test
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    entity_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    also_in: Mapped[list[Any]] = mapped_column(JSON, default=list)  # other channels with the same story
+    title: Mapped[str | None] = mapped_column(Text)  # operator alerts carry their own text
+    body: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed|silent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=now)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    sent_at: Mapped[datetime | None]
+
+
+class AlertEntity(Base):
+    """(destination, channel, message, entity) already alerted: edits and re-polls never alert twice."""
+
+    __tablename__ = "alert_entities"
+    __table_args__ = (
+        UniqueConstraint("destination", "channel_id", "message_id", "entity_id", name="uq_alert_entities_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination: Mapped[str] = mapped_column(String(128))
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    entity_id: Mapped[str] = mapped_column(String(128))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+
+
+class FetchRun(Base):
+    """One poll, re-read, backfill step or import: when, how many posts, what went wrong."""
+
+    __tablename__ = "fetch_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # poll | reread | backfill | import
+    started_at: Mapped[datetime] = mapped_column(default=now, index=True)
+    finished_at: Mapped[datetime | None]
+    posts: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BackfillRequest(Base):
+    """A backfill queued for the running service (the CLI cannot share the Telegram session)."""
+
+    __tablename__ = "backfill_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(128))
+    since: Mapped[datetime | None]
+    limit: Mapped[int | None] = mapped_column(Integer)
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(default=now)
+    finished_at: Mapped[datetime | None]
+
+
+class Incident(Base):
+    """An operator problem (channel unavailable, dead session, count gap, failing destination)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_open", "kind", "subject", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(256))
+    detail: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(default=now)
+    closed_at: Mapped[datetime | None]
+    notified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FloodWait(Base):
+    """A FloodWaitError Telegram returned: the request type and the time it is refused until."""
+
+    __tablename__ = "flood_waits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_type: Mapped[str] = mapped_column(String(64), index=True)
+    seconds: Mapped[int] = mapped_column(Integer)
+    until: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=now)

@@ -1,0 +1,365 @@
+"""The one writer of posts, versions, matches, channels and cursors.
+
+A batch of posts, their matches, their outbox rows (through an ``OutboxPlanner`` handed in by the
+caller) and the channel's new cursor are written in ONE transaction: a crash at any point leaves either
+all of it or none of it, so a restart repeats nothing and loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from monitor import models as m
+from monitor.db import sessionmaker
+from monitor.matching import EntitySpec, Match
+from monitor.models import now
+from monitor.posts import Post
+
+
+@dataclass(slots=True)
+class SavedPost:
+    """What a batch did to one post; handed to the outbox planner inside the transaction."""
+
+    post_id: int
+    post: Post
+    matches: list[Match]
+    new_entity_ids: list[str]  # entities not present in the previous version (all of them for a new post)
+    is_new: bool
+    alertable: bool
+    text_hash: str | None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    new: int = 0
+    edited: int = 0
+    unchanged: int = 0
+    matches: int = 0
+    alerts: int = 0
+    saved: list[SavedPost] = field(default_factory=list)
+
+
+class OutboxPlanner(Protocol):
+    """Adds outbox rows for freshly saved posts, inside the store's transaction (alerts/outbox.py)."""
+
+    async def plan(self, session: AsyncSession, channel: m.Channel, saved: Sequence[SavedPost]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    post: Post
+    matches: list[Match]
+    alertable: bool = False
+    preview_matches: list[Match] = field(default_factory=list)  # found in the link preview text
+
+    @property
+    def entity_ids(self) -> set[str]:
+        return {mt.entity_id for mt in self.matches} | {mt.entity_id for mt in self.preview_matches}
+
+    def match_rows(self, post_id: int, version: int) -> list[dict[str, object]]:
+        return [_match_values(post_id, mt, version, False) for mt in self.matches] + [
+            _match_values(post_id, mt, version, True) for mt in self.preview_matches]
+
+
+_WS = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def text_hash(text: str) -> str | None:
+    """A hash of the text with case, punctuation and spacing folded, to spot the same story reposted."""
+    folded = _WS.sub(" ", text.lower().replace("ё", "е")).strip()
+    if len(folded) < 40:  # short texts ("Фото", "Видео") repeat by chance, not as reposts
+        return None
+    return hashlib.sha1(folded.encode()).hexdigest()
+
+
+class Store:
+    """Writes through an engine; every public coroutine is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine)
+
+    # ------------------------------------------------------------------ channels
+
+    async def find_channel(self, *, username: str | None = None, tg_id: int | None = None) -> m.Channel | None:
+        """A stored channel by Telegram id first (ids survive renames), else by username."""
+        async with self.sessions() as s:
+            return await _find_channel(s, username, tg_id)
+
+    async def upsert_channel(
+        self,
+        *,
+        username: str | None = None,
+        tg_id: int | None = None,
+        title: str | None = None,
+        access_hash: int | None = None,
+        source: str | None = None,
+    ) -> m.Channel:
+        """Create or update a channel. Found by id under a new username, it is the same channel renamed."""
+        username = username.lower().lstrip("@") if username else None
+        async with self.sessions.begin() as s:
+            ch = await _find_channel(s, username, tg_id)
+            if ch is None:
+                ch = m.Channel(username=username, tg_id=tg_id, title=title, access_hash=access_hash,
+                               source=source or "telethon", cursor=0, seen_count=0, polls=0,
+                               status="active", backfill_done=False)
+                s.add(ch)
+                await s.flush()
+                return ch
+            if tg_id is not None and ch.tg_id is None:
+                # An export or a username-only channel learns its id: merge a row that has the id already.
+                other = (await s.execute(select(m.Channel).where(m.Channel.tg_id == tg_id))).scalar_one_or_none()
+                if other is not None and other.id != ch.id:
+                    raise ValueError(f"channel id {tg_id} already belongs to another stored channel")
+                ch.tg_id = tg_id
+            if username is not None and ch.username != username:
+                clash = (await s.execute(select(m.Channel).where(m.Channel.username == username))).scalar_one_or_none()
+                if clash is not None and clash.id != ch.id:
+                    clash.username = None  # the old holder of the name was renamed away
+                    await s.flush()
+                ch.username = username
+            if title is not None:
+                ch.title = title
+            if access_hash is not None:
+                ch.access_hash = access_hash
+            if source is not None:
+                ch.source = source
+            await s.flush()
+            return ch
+
+    async def update_channel(self, channel_id: int, **values: object) -> None:
+        """Set columns of one channel (status, errors, counts, not_before, ...)."""
+        async with self.sessions.begin() as s:
+            await s.execute(update(m.Channel).where(m.Channel.id == channel_id).values(**values))
+
+    async def set_baseline(self, channel_id: int, baseline_id: int) -> bool:
+        """Set the baseline once (the first successful poll); False if it was already set."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(update(m.Channel).where(m.Channel.id == channel_id, m.Channel.baseline_id.is_(None))
+                                  .values(baseline_id=baseline_id))
+            return bool(res.rowcount)
+
+    async def get_channel(self, channel_id: int) -> m.Channel:
+        async with self.sessions() as s:
+            ch = await s.get(m.Channel, channel_id)
+            if ch is None:
+                raise KeyError(channel_id)
+            return ch
+
+    async def channels(self) -> list[m.Channel]:
+        async with self.sessions() as s:
+            return list((await s.execute(select(m.Channel).order_by(m.Channel.id))).scalars())
+
+    # ------------------------------------------------------------------ entities
+
+    async def sync_entities(self, specs: Iterable[EntitySpec]) -> None:
+        """Keep the entities table in step with the watchlist (names change, ids stay)."""
+        specs = list(specs)
+        async with self.sessions.begin() as s:
+            existing = {e.id: e for e in (await s.execute(select(m.Entity))).scalars()}
+            for spec in specs:
+                row = existing.get(spec.id)
+                if row is None:
+                    s.add(m.Entity(id=spec.id, name=spec.name, silent=spec.silent, updated_at=now()))
+                elif row.name != spec.name or row.silent != spec.silent:
+                    row.name, row.silent, row.updated_at = spec.name, spec.silent, now()
+
+    # ------------------------------------------------------------------ posts
+
+    async def save_batch(
+        self,
+        channel_id: int,
+        items: Sequence[BatchItem],
+        *,
+        cursor: int | None = None,
+        seen: int = 0,
+        backfill_low: int | None = None,
+        planner: OutboxPlanner | None = None,
+    ) -> BatchResult:
+        """Store posts with their matches, outbox rows and the channel's cursor in one transaction.
+
+        Saving the same batch twice changes nothing. A changed text is a new version: the old text goes to
+        ``post_versions`` and only entities absent from the previous version count as new."""
+        result = BatchResult()
+        async with self.sessions.begin() as s:
+            channel = await s.get(m.Channel, channel_id, with_for_update=not _is_sqlite(s))
+            if channel is None:
+                raise KeyError(channel_id)
+            # Albums: one post per group, keyed by its lowest id; later members may arrive in a later page.
+            by_id: dict[int, BatchItem] = {}
+            for it in items:
+                by_id[it.post.message_id] = it
+            ids = list(by_id)
+            existing: dict[int, m.Post] = {}
+            for chunk in _chunks(ids, 500):
+                rows = await s.execute(select(m.Post).where(m.Post.channel_id == channel_id,
+                                                            m.Post.message_id.in_(chunk)))
+                existing.update({p.message_id: p for p in rows.scalars()})
+            old_entities: dict[int, set[str]] = {}
+            if existing:
+                rows2 = await s.execute(select(m.Match.post_id, m.Match.entity_id)
+                                        .where(m.Match.post_id.in_([p.id for p in existing.values()])))
+                for pid, eid in rows2:
+                    old_entities.setdefault(pid, set()).add(eid)
+
+            new_rows: list[dict[str, object]] = []
+            new_items: list[BatchItem] = []
+            match_rows: list[dict[str, object]] = []
+            for mid in ids:
+                it = by_id[mid]
+                p = it.post
+                row = existing.get(mid)
+                if row is None:
+                    new_rows.append(_post_values(channel_id, p))
+                    new_items.append(it)
+                    continue
+                changed = _merge_existing(s, row, p)
+                if changed == "edited":
+                    await s.execute(delete(m.Match).where(m.Match.post_id == row.id))
+                    match_rows.extend(it.match_rows(row.id, row.version))
+                    new_ids = sorted(it.entity_ids - old_entities.get(row.id, set()))
+                    result.edited += 1
+                    result.saved.append(SavedPost(row.id, p, it.matches, new_ids, False, it.alertable,
+                                                  row.text_hash))
+                else:
+                    result.unchanged += 1
+
+            if new_rows:
+                for chunk_rows, chunk_items in zip(_chunks(new_rows, 500), _chunks(new_items, 500), strict=True):
+                    res = await s.execute(insert(m.Post).returning(m.Post.id, m.Post.message_id), chunk_rows)
+                    id_of = {mid: pid for pid, mid in res.all()}
+                    for it in chunk_items:
+                        pid = id_of[it.post.message_id]
+                        match_rows.extend(it.match_rows(pid, 1))
+                        result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
+                                                      it.alertable, text_hash(it.post.text)))
+                result.new = len(new_rows)
+            if match_rows:
+                for chunk in _chunks(match_rows, 1000):
+                    await s.execute(insert(m.Match), chunk)
+            result.matches = len(match_rows)
+
+            if planner is not None and result.saved:
+                result.alerts = await planner.plan(s, channel, result.saved)
+
+            top = max([cursor or 0, *(max(it.post.ids) for it in items)] if items else [cursor or 0])
+            if top > (channel.cursor or 0):
+                channel.cursor = top
+            if backfill_low is not None and (channel.backfill_low is None or backfill_low < channel.backfill_low):
+                channel.backfill_low = backfill_low
+            if result.new:
+                newest = max(it.post.date for it in new_items)
+                if channel.last_post_at is None or newest > channel.last_post_at:
+                    channel.last_post_at = newest
+            channel.seen_count = (channel.seen_count or 0) + seen
+        return result
+
+    async def mark_deleted(self, channel_id: int, message_ids: Iterable[int]) -> int:
+        """Mark posts deleted on Telegram; they stay in the archive."""
+        ids = list(message_ids)
+        if not ids:
+            return 0
+        async with self.sessions.begin() as s:
+            res = await s.execute(update(m.Post).where(m.Post.channel_id == channel_id, m.Post.message_id.in_(ids),
+                                                       m.Post.deleted.is_(False)).values(deleted=True))
+            return int(res.rowcount or 0)
+
+    # ------------------------------------------------------------------ runs
+
+    async def record_run(
+        self,
+        channel_id: int | None,
+        kind: str,
+        started_at: datetime,
+        *,
+        posts: int = 0,
+        requests: int = 0,
+        error: str | None = None,
+    ) -> None:
+        """One row in ``fetch_runs`` for a finished poll, re-read, backfill step or import."""
+        async with self.sessions.begin() as s:
+            s.add(m.FetchRun(channel_id=channel_id, kind=kind, started_at=started_at, finished_at=now(),
+                             posts=posts, requests=requests, error=error))
+
+    async def prune_runs(self, older_than: datetime) -> int:
+        async with self.sessions.begin() as s:
+            res = await s.execute(delete(m.FetchRun).where(m.FetchRun.started_at < older_than))
+            return int(res.rowcount or 0)
+
+    async def count_posts(self, channel_id: int | None = None) -> int:
+        async with self.sessions() as s:
+            q = select(func.count()).select_from(m.Post)
+            if channel_id is not None:
+                q = q.where(m.Post.channel_id == channel_id)
+            return int((await s.execute(q)).scalar_one())
+
+
+async def _find_channel(s: AsyncSession, username: str | None, tg_id: int | None) -> m.Channel | None:
+    conds = []
+    if tg_id is not None:
+        row = (await s.execute(select(m.Channel).where(m.Channel.tg_id == tg_id))).scalar_one_or_none()
+        if row is not None:
+            return row
+    if username:
+        conds.append(m.Channel.username == username.lower().lstrip("@"))
+    if not conds:
+        return None
+    return (await s.execute(select(m.Channel).where(or_(*conds)))).scalar_one_or_none()
+
+
+def _is_sqlite(s: AsyncSession) -> bool:
+    return s.bind.dialect.name == "sqlite"
+
+
+def _chunks(seq: Sequence, n: int) -> list[Sequence]:  # type: ignore[type-arg]
+    return [seq[i : i + n] for i in range(0, len(seq), n)]
+
+
+def _post_values(channel_id: int, p: Post) -> dict[str, object]:
+    f = p.forward
+    return {
+        "channel_id": channel_id, "message_id": p.message_id, "date": p.date, "text": p.text,
+        "edit_date": p.edit_date, "views": p.views, "forwards": p.forwards,
+        "fwd_channel_id": f.channel_id if f else None, "fwd_message_id": f.message_id if f else None,
+        "fwd_name": f.name if f else None, "album_id": p.album_id,
+        "member_ids": list(p.member_ids) if p.member_ids else None, "link_preview": p.link_preview,
+        "incomplete": p.incomplete, "deleted": p.deleted, "version": 1, "text_hash": text_hash(p.text),
+        "raw": p.raw, "stored_at": now(),
+    }
+
+
+def _match_values(post_id: int, mt: Match, version: int, in_preview: bool) -> dict[str, object]:
+    return {"post_id": post_id, "entity_id": mt.entity_id, "start": mt.start, "end": mt.end,
+            "surface": mt.surface[:512], "version": version, "in_preview": in_preview}
+
+
+def _merge_existing(s: AsyncSession, row: m.Post, p: Post) -> str:
+    """Fold a re-read of a stored post into its row: 'edited' when the text changed, else 'same'."""
+    if p.views is not None:
+        row.views = p.views
+    if p.forwards is not None:
+        row.forwards = p.forwards
+    if p.deleted and not row.deleted:
+        row.deleted = True
+        return "same"
+    if p.member_ids and set(p.member_ids) - set(row.member_ids or []):
+        row.member_ids = sorted(set(p.member_ids) | set(row.member_ids or []))
+    if p.link_preview and p.link_preview != row.link_preview:
+        row.link_preview = p.link_preview
+    if p.text == row.text or (p.incomplete and not p.text):
+        return "same"
+    s.add(m.PostVersion(post_id=row.id, version=row.version, text=row.text, edit_date=row.edit_date))
+    row.version += 1
+    row.text = p.text
+    row.edit_date = p.edit_date or now()
+    row.text_hash = text_hash(p.text)
+    row.incomplete = p.incomplete
+    return "edited"
