@@ -1,0 +1,512 @@
+"""Alias → every inflected surface form, computed once when the watchlist is compiled.
+
+Lemmatising each token of every post is slow and loses names pymorphy3 misreads («Токаев» is parsed
+as a form of «токай»). Instead each alias is expanded here into all the strings it can appear as;
+the matcher then only needs an exact multi-pattern search. How a word is expanded:
+
+* a dictionary lemma (Росатом is not, Кремль and Пекин are): pymorphy3's lexeme;
+* an unknown word or a name pymorphy3 misreads: suffix rules by ending (surnames in -ов/-ев/-ин,
+  consonant-final nouns, -а/-я/-ия/-ь/-й words); rule-made forms that are ordinary dictionary words
+  are dropped (they would fire on ordinary text);
+* a multiword name: the agreeing group (adjectives + head noun) is inflected case by case, genitive
+  complements, quoted parts, Latin words and abbreviations stay fixed; person names inflect every part;
+* hyphenated words get hyphen/space/joined variants; multiword names also get a variant with an
+  opening quote before any word (НАК «Казатомпром»);
+* an all-caps Cyrillic abbreviation gets lower-case case endings (МИДа, МИДом) and is case-sensitive.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from monitor.matching.normalize import normalize_plain
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pymorphy3 import MorphAnalyzer
+    from pymorphy3.analyzer import Parse
+
+__all__ = ["AliasForms", "alias_forms", "morph", "phrase_forms", "split_alias", "translit_variants"]
+
+CASES = ("nomn", "gent", "datv", "accs", "ablt", "loct")
+_CASE_MAP = {"gen1": "gent", "gen2": "gent", "acc2": "accs", "loc1": "loct", "loc2": "loct"}
+_PROPER = frozenset({"Name", "Surn", "Patr", "Geox", "Orgn", "Trad", "Abbr", "Init"})
+Slot = tuple[str, str]  # (case, number)
+SlotForms = dict[Slot, set[str]]
+
+# Quotes that may wrap a name or part of it; stripped from aliases, and the text side maps the
+# opening ones to «.
+QUOTES = "«»\"“”„‟'‹›"
+_QUOTE_RE = re.compile(f"[{re.escape(QUOTES)}]")
+_CYR_WORD = re.compile(r"^[\u0400-\u04ff]+(?:-[\u0400-\u04ff]+)*$")
+_LATIN_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9&.'\-]*$")
+_SIBILANT = frozenset("жшчщц")
+_VELAR_SIB = frozenset("гкхжшчщ")
+_VOWELS = frozenset("аеиоуыэюяё")
+
+# Lower-case endings an all-caps Cyrillic abbreviation takes in running text (МИДа, МИДу, МИДом, МИДе,
+# ВУЗы, ВУЗов). Only for consonant-final ones; the check still requires the capitals of the abbreviation.
+_ABBR_ENDINGS = ("а", "у", "ом", "е", "ы", "ов", "ам", "ами", "ах")
+
+_MAX_HYPHEN_VARIANTS = 3  # hyphens per alias that get space/joined variants (3**n growth)
+_MAX_TRANSLIT = 24
+
+
+@lru_cache(maxsize=1)
+def morph() -> MorphAnalyzer:
+    """The shared pymorphy3 analyser (loaded lazily: only compiling a watchlist needs it)."""
+    import pymorphy3
+
+    return pymorphy3.MorphAnalyzer()
+
+
+@dataclass(slots=True)
+class AliasForms:
+    """The compiled surface forms of one alias and the case rule that applies to its hits.
+
+    ``forms``: lower-cased, normalised strings to search for. ``cap_forms``: those that are also
+    ordinary words, so a hit must start with a capital letter. ``exact``: when not None, a hit's
+    normalised text must be one of these strings exactly (abbreviations, ``case_sensitive = true``).
+    ``upper_tokens``: abbreviations inside a multiword alias that must appear in capitals.
+    ``cap_all``: every hit must start with a capital (multiword names made only of ordinary words).
+    """
+
+    alias: str
+    forms: set[str] = field(default_factory=set)
+    cap_forms: set[str] = field(default_factory=set)
+    exact: set[str] | None = None
+    upper_tokens: tuple[str, ...] = ()
+    cap_all: bool = False
+    translit: set[str] = field(default_factory=set)
+
+
+def split_alias(alias: str) -> tuple[list[str], list[bool]]:
+    """Split an alias into words, noting which were inside quotes (quoted names never inflect)."""
+    words: list[str] = []
+    quoted: list[bool] = []
+    inside = False
+    for raw in normalize_plain(alias).split():
+        opens = raw[0] in "«\"“„'‹"
+        if opens:
+            inside = True
+        word = _QUOTE_RE.sub("", raw).strip()
+        if word:
+            words.append(word)
+            quoted.append(inside)
+        if raw[-1] in "»\"”'›" and (len(raw) > 1 or not opens):
+            inside = False
+    return words, quoted
+
+
+def _is_abbr(word: str) -> bool:
+    letters = [c for c in word if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def _is_cyr(word: str) -> bool:
+    return bool(_CYR_WORD.match(word.lower()))
+
+
+def _is_ordinary(word: str) -> bool:
+    """True if ``word`` (lower case) is a dictionary word with a reading that is not a proper noun."""
+    m = morph()
+    if not m.word_is_known(word):
+        return False
+    return any(not (_PROPER & p.tag.grammemes) for p in m.parse(word))
+
+
+def _case(tag_case: str | None) -> str | None:
+    if tag_case is None:
+        return None
+    c = _CASE_MAP.get(tag_case, tag_case)
+    return c if c in CASES else None
+
+
+def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
+    """Forms of a parse's lexeme keyed by (case, number); adjectives filtered to ``gender``."""
+    out: SlotForms = {}
+    pos = p.tag.POS
+    for f in p.lexeme:
+        t = f.tag
+        if t.POS != pos or "Supr" in t.grammemes or "Cmp2" in t.grammemes:
+            continue
+        case = _case(t.case)
+        if case is None:
+            continue
+        number = t.number or "sing"
+        if pos in ("ADJF", "PRTF") and number == "sing" and gender and t.gender and t.gender != gender:
+            continue
+        out.setdefault((case, number), set()).add(f.word.replace("ё", "е"))
+    return out
+
+
+def _lemma_parses(word: str) -> list[Parse]:
+    """Dictionary readings whose lemma is ``word`` itself (so the lexeme is the alias's own)."""
+    m = morph()
+    if not m.word_is_known(word):
+        return []
+    return [p for p in m.parse(word) if p.normal_form.replace("ё", "е") == word and p.tag.POS == "NOUN"]
+
+
+def _rule_slots(word: str, *, surname: bool) -> SlotForms:
+    """Suffix-rule paradigm for an unknown noun or name (lower case)."""
+    out: SlotForms = {}
+
+    def add(case: str, number: str, *forms: str) -> None:
+        out.setdefault((case, number), set()).update(forms)
+
+    last = word[-1]
+    if surname and re.search(r"(ов|ев|ин|ын)$", word):
+        # Russian-type surnames: masculine and feminine singular, common plural.
+        add("nomn", "sing", word, word + "а")
+        add("gent", "sing", word + "а", word + "ой")
+        add("datv", "sing", word + "у", word + "ой")
+        add("accs", "sing", word + "а", word + "у")
+        add("ablt", "sing", word + "ым", word + "ой")
+        add("loct", "sing", word + "е", word + "ой")
+        add("nomn", "plur", word + "ы")
+        add("gent", "plur", word + "ых")
+        add("datv", "plur", word + "ым")
+        add("accs", "plur", word + "ых")
+        add("ablt", "plur", word + "ыми")
+        add("loct", "plur", word + "ых")
+        return out
+    if re.search(r"(ый|ий|ой)$", word) and len(word) > 4:
+        stem = word[:-2]
+        soft = word.endswith("ий") and word[-3] not in _VELAR_SIB
+        y = "и" if (soft or word[-3] in _VELAR_SIB) else "ы"
+        o = "е" if soft else "о"
+        add("nomn", "sing", word, stem + "ая", stem + ("яя" if soft else "ая"))
+        add("gent", "sing", stem + o + "го", stem + o + "й")
+        add("datv", "sing", stem + o + "му", stem + o + "й")
+        add("accs", "sing", word, stem + o + "го", stem + "ую", stem + "юю")
+        add("ablt", "sing", stem + y + "м", stem + o + "й")
+        add("loct", "sing", stem + o + "м", stem + o + "й")
+        add("nomn", "plur", stem + y + "е")
+        add("gent", "plur", stem + y + "х")
+        add("datv", "plur", stem + y + "м")
+        add("accs", "plur", stem + y + "х", stem + y + "е")
+        add("ablt", "plur", stem + y + "ми")
+        add("loct", "plur", stem + y + "х")
+        return out
+    if word.endswith("ия"):
+        s = word[:-1]
+        add("nomn", "sing", word)
+        add("gent", "sing", s + "и")
+        add("datv", "sing", s + "и")
+        add("accs", "sing", s + "ю")
+        add("ablt", "sing", s + "ей", s + "ею")
+        add("loct", "sing", s + "и")
+        return out
+    if last in "ая" and len(word) > 2:
+        s = word[:-1]
+        hard = last == "а"
+        i = "и" if (not hard or s[-1] in _VELAR_SIB) else "ы"
+        add("nomn", "sing", word)
+        add("gent", "sing", s + i)
+        add("datv", "sing", s + "е")
+        add("accs", "sing", s + ("у" if hard else "ю"))
+        add("ablt", "sing", s + ("ой" if hard else "ей"), s + ("ою" if hard else "ею"), s + "ей")
+        add("loct", "sing", s + "е")
+        add("nomn", "plur", s + i)
+        add("gent", "plur", s if hard else s + "ь")
+        add("datv", "plur", s + ("ам" if hard else "ям"))
+        add("accs", "plur", s + i)
+        add("ablt", "plur", s + ("ами" if hard else "ями"))
+        add("loct", "plur", s + ("ах" if hard else "ях"))
+        return out
+    if last in "йь" and len(word) > 2:
+        s = word[:-1]
+        add("nomn", "sing", word)
+        add("gent", "sing", s + "я", s + "и")
+        add("datv", "sing", s + "ю", s + "и")
+        add("accs", "sing", word, s + "я")
+        add("ablt", "sing", s + "ем", s + "ём".replace("ё", "е"), s + "ью")
+        add("loct", "sing", s + "е", s + "и")
+        add("nomn", "plur", s + "и")
+        add("gent", "plur", s + "ей", s + "ев")
+        add("datv", "plur", s + "ям")
+        add("accs", "plur", s + "и")
+        add("ablt", "plur", s + "ями")
+        add("loct", "plur", s + "ях")
+        return out
+    if last in _VOWELS or not last.isalpha():
+        # Vowel-final foreign names (Алматы, Актау, Токио) do not decline.
+        for c in CASES:
+            add(c, "sing", word)
+        return out
+    # Consonant-final masculine noun (Росатом, Цзиньпин, Казатомпром).
+    sib = last in _SIBILANT
+    add("nomn", "sing", word)
+    add("gent", "sing", word + "а")
+    add("datv", "sing", word + "у")
+    add("accs", "sing", word, word + "а")
+    add("ablt", "sing", word + "ом", *((word + "ем",) if sib else ()))
+    add("loct", "sing", word + "е")
+    add("nomn", "plur", word + ("и" if last in _VELAR_SIB else "ы"))
+    add("gent", "plur", word + ("ей" if last in "жшчщ" else "ев" if last == "ц" else "ов"))
+    add("datv", "plur", word + "ам")
+    add("accs", "plur", word + ("и" if last in _VELAR_SIB else "ы"))
+    add("ablt", "plur", word + "ами")
+    add("loct", "plur", word + "ах")
+    return out
+
+
+def _fixed(word: str) -> SlotForms:
+    return {(c, n): {word} for c in CASES for n in ("sing", "plur")}
+
+
+def _merge(a: SlotForms, b: SlotForms) -> SlotForms:
+    out = {k: set(v) for k, v in a.items()}
+    for k, v in b.items():
+        out.setdefault(k, set()).update(v)
+    return out
+
+
+def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
+    """Slots for one (lower-case, unhyphenated) noun or name; also returns its own lexeme's forms."""
+    lemmas = _lemma_parses(word)
+    if lemmas:
+        slots: SlotForms = {}
+        for p in lemmas:
+            slots = _merge(slots, _lexeme_slots(p))
+        own = set().union(*slots.values()) if slots else set()
+        return slots, own
+    rules = _rule_slots(word, surname=capitalised)
+    # Rule-made forms that are ordinary words would fire on ordinary text (Кака → «какой»): drop them.
+    for key in list(rules):
+        rules[key] = {f for f in rules[key] if f == word or not _is_ordinary(f)}
+    return rules, set()
+
+
+def _word_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
+    """Slots for one word, hyphenated or not (lower case)."""
+    if "-" not in word:
+        return _noun_slots(word, capitalised=capitalised)
+    # Hyphenated names usually decline only in the last part (Самрук-Казыны, Усть-Каменогорска);
+    # some decline in both (Каменска-Уральского), so both are generated.
+    head, _, tail = word.rpartition("-")
+    tail_slots, _own = _noun_slots(tail, capitalised=capitalised)
+    out: SlotForms = {k: {f"{head}-{f}" for f in v} for k, v in tail_slots.items()}
+    lemmas = _lemma_parses(word)
+    for p in lemmas:
+        out = _merge(out, _lexeme_slots(p))
+    own = set().union(*out.values()) if lemmas else set()
+    if "-" not in head:
+        head_slots, _ = _noun_slots(head, capitalised=capitalised)
+        for key, forms in tail_slots.items():
+            for h in head_slots.get(key, ()):
+                out.setdefault(key, set()).update(f"{h}-{t}" for t in forms)
+    return out, own
+
+
+def _adj_parse(word: str) -> Parse | None:
+    for p in morph().parse(word):
+        if p.tag.POS in ("ADJF", "PRTF") and p.tag.case == "nomn":
+            return p
+    return None
+
+
+def _noun_parse(word: str) -> Parse | None:
+    for p in morph().parse(word):
+        if p.tag.POS == "NOUN" and p.tag.case == "nomn":
+            return p
+    return None
+
+
+def _hyphen_variants(form: str, limit: int = _MAX_HYPHEN_VARIANTS) -> set[str]:
+    """«титано-магниевый» → itself, «титано магниевый», «титаномагниевый» (per hyphen)."""
+    if "-" not in form:
+        return {form}
+    parts = re.split(r"(-)", form)
+    seps = [i for i, p in enumerate(parts) if p == "-"]
+    if len(seps) > limit:
+        return {form}
+    out = set()
+    for choice in itertools.product(("-", " ", ""), repeat=len(seps)):
+        pieces = list(parts)
+        for i, c in zip(seps, choice, strict=True):
+            pieces[i] = c
+        out.add("".join(pieces))
+    return out
+
+
+def _quote_variants(words: list[str]) -> set[str]:
+    """Multiword forms with an opening «» before any word after the first (НАК «Казатомпром»)."""
+    out = {" ".join(words)}
+    for k in range(1, len(words)):
+        out.add(" ".join(words[:k]) + " «" + " ".join(words[k:]))
+    out.add("«" + " ".join(words))
+    return out
+
+
+def _combine(per_token: list[SlotForms]) -> set[str]:
+    keys: set[Slot] = set(per_token[0])
+    for s in per_token[1:]:
+        keys &= set(s)
+    out: set[str] = set()
+    for key in keys:
+        for combo in itertools.product(*(sorted(s[key]) for s in per_token)):
+            out.add(" ".join(combo))
+    return out
+
+
+def _is_name_like(words: list[str]) -> bool:
+    """A person-style name: every Cyrillic word capitalised and a name, a surname, or unknown."""
+    m = morph()
+    for w in words:
+        if not _is_cyr(w) or not w[0].isupper() or _is_abbr(w):
+            return False
+        lw = w.lower()
+        parses = m.parse(lw)
+        if any(p.tag.POS in ("ADJF", "PRTF") for p in parses[:1]):
+            return False
+        known = m.word_is_known(lw) if "-" not in lw else False
+        if known and not any({"Name", "Surn", "Patr", "Fixd"} & p.tag.grammemes for p in parses):
+            return False
+    return True
+
+
+def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
+    """All forms of a multiword alias (lower case) and whether it is made of ordinary words only."""
+    low = [w.lower() for w in words]
+    fixed = [q or not _is_cyr(w) or _is_abbr(w) for w, q in zip(words, quoted, strict=True)]
+    per: list[SlotForms] = []
+    if _is_name_like([w for w, f in zip(words, fixed, strict=True) if not f]) and not all(fixed):
+        for w, f in zip(low, fixed, strict=True):
+            per.append(_fixed(w) if f else _word_slots(w, capitalised=True)[0])
+    else:
+        # Head = the first noun in the nominative; adjectives before it agree with it; everything
+        # after it (genitive complements, appositions) keeps its form.
+        head = None
+        for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
+            if f:
+                continue
+            if _noun_parse(w) is not None and _adj_parse(w) is None:
+                head = i
+                break
+            if _adj_parse(w) is None:
+                head = i  # unknown non-adjective word: treat it as the head noun
+                break
+        for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
+            if f or head is None or i > head:
+                per.append(_fixed(w))
+            elif i == head:
+                per.append(_word_slots(w, capitalised=words[i][0].isupper())[0])
+            else:
+                per.append({})  # filled below once the head's gender is known
+        if head is not None:
+            hp = _noun_parse(low[head])
+            gender = hp.tag.gender if hp is not None else "masc"
+            for i in range(head):
+                if fixed[i]:
+                    continue
+                ap = _adj_parse(low[i])
+                per[i] = _lexeme_slots(ap, gender) if ap is not None else _fixed(low[i])
+                if ap is not None and "-" in low[i] and not per[i].get(("gent", "sing")):
+                    per[i] = _fixed(low[i])
+    forms = _combine(per) | {" ".join(low)}
+    ordinary = all(_is_cyr(w) and not _is_abbr(w) and _is_ordinary(w.lower()) for w in words)
+    return forms, ordinary
+
+
+def _case_like(form: str, alias: str) -> str:
+    """Re-apply the alias's capitalisation to a lower-case form, word by word, letter by letter."""
+    out = []
+    for fw, aw in itertools.zip_longest(form.split(" "), alias.split(" "), fillvalue=""):
+        out.append("".join(c.upper() if i < len(aw) and aw[i].isupper() else c for i, c in enumerate(fw)))
+    return " ".join(out)
+
+
+_TRANSLIT_RULES: tuple[tuple[str, str], ...] = (
+    ("aye", "ae"), ("aye", "aie"), ("ayev", "aev"), ("yev", "ev"), ("iy", "y"), ("iy", "ii"), ("ii", "iy"),
+    ("ye", "e"), ("ya", "ia"), ("yu", "iu"), ("ia", "ya"), ("iu", "yu"), ("kh", "h"), ("kh", "x"),
+    ("zh", "j"), ("j", "zh"), ("k", "q"), ("q", "k"), ("ts", "tz"), ("ch", "tch"), ("ks", "x"),
+    ("ey", "ei"), ("oy", "oi"), ("ai", "ay"), ("ay", "ai"),
+)  # fmt: skip
+
+
+def translit_variants(alias: str) -> set[str]:
+    """Transliteration variants of a Latin name (Tokayev → Tokaev, Toqaev; Dmitriy → Dmitry).
+
+    Russian and Kazakh names have several romanisations in the press; each rule is applied to one
+    occurrence at a time and the results are capped, so a name yields a few dozen variants at most.
+    """
+    base = alias.lower()
+    if not re.fullmatch(r"[a-z][a-z' -]{3,}", base) or _is_abbr(alias):
+        return set()
+    seen = {base}
+    frontier = [base]
+    for _depth in range(2):
+        nxt = []
+        for s in frontier:
+            for a, b in _TRANSLIT_RULES:
+                for m in re.finditer(re.escape(a), s):
+                    v = s[: m.start()] + b + s[m.end() :]
+                    if v not in seen and len(seen) < _MAX_TRANSLIT:
+                        seen.add(v)
+                        nxt.append(v)
+        frontier = nxt
+    seen.discard(base)
+    return seen
+
+
+def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms:
+    """Compile one alias into its surface forms and case rule (see AliasForms)."""
+    words, quoted = split_alias(alias)
+    out = AliasForms(alias=alias)
+    if not words:
+        return out
+    display = " ".join(words)
+    if len(words) == 1:
+        w = words[0]
+        lw = w.lower()
+        if _is_abbr(w) and case_sensitive is not False:
+            forms = {lw}
+            if _is_cyr(w) and lw[-1] not in _VOWELS and "-" not in w:
+                forms |= {lw + e for e in _ABBR_ENDINGS}
+            out.forms = forms
+            out.exact = {w if f == lw else w + f[len(lw) :] for f in forms}
+            return out
+        if _is_cyr(w):
+            slots, own = _word_slots(lw, capitalised=w[0].isupper())
+            forms = set().union(*slots.values()) if slots else set()
+            forms.add(lw)
+            out.forms = set().union(*(_hyphen_variants(f) for f in forms))
+            if w[0].isupper() and case_sensitive is None:
+                # Forms that are ordinary words (мир, мира; токаев = of the wine «токай») must be
+                # capitalised in the text; so must very short names (Ош vs the interjection).
+                short = len(lw) <= 3
+                out.cap_forms = {f for f in out.forms if short or _is_ordinary(f.replace(" ", "-"))}
+        else:
+            out.forms = {lw}
+            out.translit = translit_variants(w)
+            out.forms |= out.translit
+            out.forms |= _hyphen_variants(lw)
+    else:
+        forms, ordinary = _multiword(words, quoted)
+        variants: set[str] = set()
+        for f in forms:
+            for q in _quote_variants(f.split(" ")):
+                variants |= _hyphen_variants(q)
+        out.forms = variants
+        if all(not _is_cyr(w) for w in words):
+            out.translit = {t for t in translit_variants(display) if " " in t}
+            out.forms |= out.translit
+        if case_sensitive is None:
+            out.upper_tokens = tuple(w for w in words if _is_abbr(w))
+            out.cap_all = ordinary and words[0][0].isupper()
+    if case_sensitive:
+        out.exact = {_case_like(f, display) for f in out.forms}
+        out.cap_forms = set()
+        out.upper_tokens = ()
+        out.cap_all = False
+    return out
+
+
+def phrase_forms(phrase: str) -> set[str]:
+    """Forms of a context or exclude phrase: the same morphology, no case rules."""
+    return alias_forms(phrase, case_sensitive=False).forms
