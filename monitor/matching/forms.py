@@ -133,6 +133,9 @@ def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
         t = f.tag
         if t.POS != pos or "Supr" in t.grammemes or "Cmp2" in t.grammemes:
             continue
+        # A participle's lexeme holds every participle of the verb; keep the alias's own one.
+        if pos == "PRTF" and (t.tense != p.tag.tense or t.voice != p.tag.voice):
+            continue
         case = _case(t.case)
         if case is None:
             continue
@@ -295,7 +298,8 @@ def _word_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     for p in lemmas:
         out = _merge(out, _lexeme_slots(p))
     own = set().union(*out.values()) if lemmas else set()
-    if "-" not in head:
+    if "-" not in head and _lemma_parses(head):
+        # Only a head that is itself a declinable dictionary noun (Каменск-Уральский, not Усть-).
         head_slots, _ = _noun_slots(head, capitalised=capitalised)
         for key, forms in tail_slots.items():
             for h in head_slots.get(key, ()):
@@ -339,7 +343,6 @@ def _quote_variants(words: list[str]) -> set[str]:
     out = {" ".join(words)}
     for k in range(1, len(words)):
         out.add(" ".join(words[:k]) + " «" + " ".join(words[k:]))
-    out.add("«" + " ".join(words))
     return out
 
 
@@ -364,8 +367,14 @@ def _is_name_like(words: list[str]) -> bool:
         parses = m.parse(lw)
         if any(p.tag.POS in ("ADJF", "PRTF") for p in parses[:1]):
             return False
-        known = m.word_is_known(lw) if "-" not in lw else False
-        if known and not any({"Name", "Surn", "Patr", "Fixd"} & p.tag.grammemes for p in parses):
+        # A common noun whose lemma is the word itself (Фонд, Банк) is no name; a word that is only
+        # an oblique form of something else (Токаев ~ «токай») still can be.
+        lemmas = [p for p in parses if p.normal_form.replace("ё", "е") == lw and p.tag.POS == "NOUN"]
+        if (
+            m.word_is_known(lw)
+            and lemmas
+            and not any({"Name", "Surn", "Patr", "Fixd"} & p.tag.grammemes for p in parses)
+        ):
             return False
     return True
 
@@ -464,12 +473,13 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
     if len(words) == 1:
         w = words[0]
         lw = w.lower()
-        if _is_abbr(w) and case_sensitive is not False:
+        if _is_abbr(w):
             forms = {lw}
             if _is_cyr(w) and lw[-1] not in _VOWELS and "-" not in w:
                 forms |= {lw + e for e in _ABBR_ENDINGS}
             out.forms = forms
-            out.exact = {w if f == lw else w + f[len(lw) :] for f in forms}
+            if case_sensitive is not False:
+                out.exact = {w if f == lw else w + f[len(lw) :] for f in forms}
             return out
         if _is_cyr(w):
             slots, own = _word_slots(lw, capitalised=w[0].isupper())
@@ -490,8 +500,10 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
         forms, ordinary = _multiword(words, quoted)
         variants: set[str] = set()
         for f in forms:
-            for q in _quote_variants(f.split(" ")):
-                variants |= _hyphen_variants(q)
+            # Quote variants on the written spelling, hyphen variants on the unquoted one: the
+            # product of both would multiply the patterns for little gain.
+            variants |= _quote_variants(f.split(" "))
+            variants |= _hyphen_variants(f)
         out.forms = variants
         if all(not _is_cyr(w) for w in words):
             out.translit = {t for t in translit_variants(display) if " " in t}

@@ -1,0 +1,430 @@
+"""The watchlist: entity specs compiled into one Aho-Corasick automaton, and the per-post search.
+
+Per post the work is: normalise (C-level scans on clean text), lower-case, one automaton pass, then
+boundary and case checks only at the hits. The cost does not grow with the number of entities; all the
+morphology was done when the watchlist was compiled (forms.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import ahocorasick
+import regex
+
+from monitor.matching.forms import AliasForms, alias_forms, phrase_forms
+from monitor.matching.normalize import Normalized, normalize
+
+__all__ = [
+    "REGEX_TIMEOUT",
+    "EntitySpec",
+    "Match",
+    "Watchlist",
+    "WatchlistError",
+    "entity_id",
+    "validate_regex",
+]
+
+# Bumped whenever compiled output changes, so stale on-disk caches are ignored.
+_FORMAT_VERSION = "tgmonitor-watchlist-6"
+REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
+
+_ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
+# Opening quotes of every style become «, so one quote variant per multiword form suffices.
+_QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«", "‟": "«", "‹": "«"})
+_QUOTE_CHARS = ('"', "“", "„", "‟", "‹")
+_OPEN_QUOTES = frozenset("«\"“„‟‹'")
+
+
+class WatchlistError(ValueError):
+    """A watchlist that cannot be compiled; the message names the entity and the problem."""
+
+
+def entity_id(name: str) -> str:
+    """A stable slug for an entity name: lower case, ё→е, runs of non-letters → "-" (Cyrillic kept)."""
+    s = unicodedata.normalize("NFKC", name).lower().replace("ё", "е")
+    s = re.sub(r"[^\w]+|_", "-", s).strip("-")
+    return s or "entity"
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySpec:
+    """One watched entity as configured (`[[entities]]`)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    id: str = ""
+    case_sensitive: bool | None = None
+    exclude: tuple[str, ...] = ()
+    require_any: tuple[str, ...] = ()
+    regex: str | None = None
+    silent: bool = False
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", entity_id(self.name))
+        # Lists from TOML arrive as lists; keep the value hashable and immutable.
+        for attr in ("aliases", "exclude", "require_any"):
+            val = getattr(self, attr)
+            if not isinstance(val, tuple):
+                object.__setattr__(self, attr, tuple(val))
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One mention: offsets are into the original, unnormalised text."""
+
+    entity_id: str
+    entity: str
+    start: int
+    end: int
+    surface: str
+    alias: str
+
+
+def validate_regex(pattern: str) -> str | None:
+    """Return what is wrong with a user pattern, or None if it can be used."""
+    try:
+        compiled = regex.compile(pattern)
+    except (regex.error, TypeError, ValueError, OverflowError) as exc:
+        return f"invalid regular expression: {exc}"
+    try:
+        if compiled.fullmatch("", timeout=REGEX_TIMEOUT) is not None:
+            return "the pattern matches the empty string, so it would match every post"
+    except TimeoutError:
+        return "the pattern is too slow even on an empty string"
+    return None
+
+
+@dataclass(slots=True)
+class _Alias:
+    entity: int
+    alias: str
+    exact: frozenset[str] | None
+    cap_forms: frozenset[str]
+    upper_tokens: tuple[str, ...]
+    cap_all: bool
+
+
+@dataclass(slots=True)
+class _Entity:
+    spec: EntitySpec
+    require_entities: tuple[int, ...] = ()
+    has_context: bool = False
+    excludes: bool = False
+    pattern: Any = None  # compiled regex.Pattern
+    forms: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Watchlist:
+    """Compiled entities; ``find`` returns their mentions in a text."""
+
+    entities: Mapping[str, EntitySpec]
+
+    def __init__(self, entities: list[_Entity], aliases: list[_Alias], automaton: Any) -> None:
+        self._entities = entities
+        self._aliases = aliases
+        self._automaton = automaton
+        self._regex_entities = tuple(i for i, e in enumerate(entities) if e.pattern is not None)
+        self._needs_post = any(e.require_entities or e.has_context or e.excludes for e in entities)
+        self.entities = MappingProxyType({e.spec.id: e.spec for e in entities})
+
+    # ---- compile ---------------------------------------------------------------------------------
+
+    @classmethod
+    def compile(cls, specs: Iterable[EntitySpec], *, cache_dir: Path | None = None) -> Watchlist:
+        """Compile specs into a watchlist; raise WatchlistError on a bad spec.
+
+        With ``cache_dir`` the compiled watchlist is pickled there, keyed by a hash of the specs and
+        the compiler version, and reused on the next start (compiling 10,000 entities takes seconds).
+        """
+        specs = [s for s in specs if s.enabled]
+        problems = []
+        seen: dict[str, str] = {}
+        for s in specs:
+            if s.id in seen:
+                problems.append(f"entity {s.name!r}: id {s.id!r} is also used by {seen[s.id]!r}")
+            seen[s.id] = s.name
+            if s.regex is not None:
+                err = validate_regex(s.regex)
+                if err:
+                    problems.append(f"entity {s.name!r}: regex {s.regex!r}: {err}")
+            if not s.name.strip():
+                problems.append("an entity has an empty name")
+        if problems:
+            raise WatchlistError("; ".join(problems))
+        key = None
+        if cache_dir is not None:
+            key = hashlib.sha256(repr((_FORMAT_VERSION, _dict_version(), specs)).encode()).hexdigest()
+            cached = _load_cache(cache_dir, key)
+            if cached is not None:
+                return cached
+        wl = cls._build(specs)
+        if cache_dir is not None and key is not None:
+            _save_cache(cache_dir, key, wl)
+        return wl
+
+    @classmethod
+    def _build(cls, specs: list[EntitySpec]) -> Watchlist:
+        entities = [_Entity(spec=s) for s in specs]
+        by_ref: dict[str, int] = {}
+        for i, s in enumerate(specs):
+            by_ref.setdefault(s.id, i)
+            by_ref.setdefault(s.name.casefold(), i)
+        aliases: list[_Alias] = []
+        # pattern -> list of (kind, index): alias index, or entity index for exclude/context.
+        table: dict[str, list[tuple[int, int]]] = {}
+        form_cache: dict[tuple[str, bool | None], AliasForms] = {}
+
+        def add(form: str, kind: int, idx: int) -> None:
+            if form:
+                lst = table.setdefault(form, [])
+                if (kind, idx) not in lst:
+                    lst.append((kind, idx))
+
+        for ei, (ent, s) in enumerate(zip(entities, specs, strict=True)):
+            names = [s.name, *s.aliases]
+            for alias in dict.fromkeys(a for a in names if a.strip()):
+                ck = (alias, s.case_sensitive)
+                af = form_cache.get(ck)
+                if af is None:
+                    af = form_cache[ck] = alias_forms(alias, case_sensitive=s.case_sensitive)
+                ai = len(aliases)
+                aliases.append(
+                    _Alias(
+                        entity=ei,
+                        alias=alias,
+                        exact=frozenset(af.exact) if af.exact is not None else None,
+                        cap_forms=frozenset(af.cap_forms),
+                        upper_tokens=af.upper_tokens,
+                        cap_all=af.cap_all,
+                    )
+                )
+                ent.forms[alias] = sorted(af.forms)
+                for f in af.forms:
+                    add(f, _ALIAS, ai)
+            for phrase in s.exclude:
+                ent.excludes = True
+                for f in phrase_forms(phrase):
+                    add(f, _EXCLUDE, ei)
+            req: list[int] = []
+            for item in s.require_any:
+                ref = by_ref.get(item) if item in by_ref else by_ref.get(item.casefold())
+                if ref is not None and ref != ei:
+                    req.append(ref)
+                else:
+                    ent.has_context = True
+                    for f in phrase_forms(item):
+                        add(f, _CONTEXT, ei)
+            ent.require_entities = tuple(req)
+            if s.regex is not None:
+                # Run on the normalised text (ё→е, homoglyphs folded), so fold ё in the pattern too.
+                ent.pattern = regex.compile(s.regex.replace("ё", "е").replace("Ё", "Е"))
+                ent.forms["regex"] = [s.regex]
+        automaton = ahocorasick.Automaton()
+        for form, targets in table.items():
+            automaton.add_word(form, (len(form), tuple(targets)))
+        if len(automaton):
+            automaton.make_automaton()
+        return cls(entities, aliases, automaton)
+
+    # ---- pickling (the on-disk cache) -----------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        pats = [(e.spec.regex if e.pattern is not None else None) for e in self._entities]
+        ents = [
+            _Entity(e.spec, e.require_entities, e.has_context, e.excludes, None, e.forms)
+            for e in self._entities
+        ]
+        return {"entities": ents, "aliases": self._aliases, "automaton": self._automaton, "patterns": pats}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ents: list[_Entity] = state["entities"]
+        for e, p in zip(ents, state["patterns"], strict=True):
+            if p is not None:
+                e.pattern = regex.compile(p.replace("ё", "е").replace("Ё", "Е"))
+        Watchlist.__init__(self, ents, state["aliases"], state["automaton"])
+
+    # ---- search ------------------------------------------------------------------------------------
+
+    def find(self, text: str) -> list[Match]:
+        """All mentions of enabled entities in ``text``, sorted by start (silent ones included).
+
+        Applies word boundaries, case rules, ``exclude`` vetoes and ``require_any`` context, and drops
+        a mention lying inside a longer one.
+        """
+        if not text:
+            return []
+        n = normalize(text)
+        low = n.lower
+        for q in _QUOTE_CHARS:
+            if q in low:
+                low = low.translate(_QUOTE_FOLD)
+                break
+        norm = n.text
+        size = len(low)
+        aliases = self._aliases
+        cands: list[tuple[int, int, int, int]] = []  # start, end, entity, alias (-1 = regex)
+        excl: list[tuple[int, int, int]] | None = None
+        ctx: set[int] | None = None
+        automaton = self._automaton
+        if len(automaton):
+            for last, (length, targets) in automaton.iter(low):
+                start = last - length + 1
+                end = last + 1
+                if start > 0:
+                    c = low[start - 1]
+                    if c.isalnum() or c == "_":
+                        continue
+                if end < size:
+                    c = low[end]
+                    if c.isalnum() or c == "_":
+                        continue
+                for kind, idx in targets:
+                    if kind == _ALIAS:
+                        a = aliases[idx]
+                        if _case_ok(a, norm, low, start, end):
+                            cands.append((start, end, a.entity, idx))
+                    elif kind == _EXCLUDE:
+                        if excl is None:
+                            excl = []
+                        excl.append((start, end, idx))
+                    else:
+                        if ctx is None:
+                            ctx = set()
+                        ctx.add(idx)
+        for ei in self._regex_entities:
+            pat = self._entities[ei].pattern
+            try:
+                for m in pat.finditer(norm, timeout=REGEX_TIMEOUT):
+                    if m.end() > m.start():
+                        cands.append((m.start(), m.end(), ei, -1))
+            except TimeoutError:
+                continue  # the post goes on without this pattern rather than hanging the service
+        if not cands:
+            return []
+        if self._needs_post:
+            cands = self._apply_rules(cands, excl or [], ctx or set())
+        return self._emit(n, cands)
+
+    def _apply_rules(
+        self, cands: list[tuple[int, int, int, int]], excl: list[tuple[int, int, int]], ctx: set[int]
+    ) -> list[tuple[int, int, int, int]]:
+        ents = self._entities
+        if excl:
+            cands = [
+                c for c in cands
+                if not any(ei == c[2] and s <= c[0] and c[1] <= e for s, e, ei in excl)
+            ]  # fmt: skip
+        found = {c[2] for c in cands}
+        keep = []
+        for c in cands:
+            ent = ents[c[2]]
+            if ent.require_entities or ent.has_context:
+                if not (c[2] in ctx or any(r in found for r in ent.require_entities)):
+                    continue
+            keep.append(c)
+        return keep
+
+    def _emit(self, n: Normalized, cands: list[tuple[int, int, int, int]]) -> list[Match]:
+        cands.sort(key=lambda c: (c[0], -c[1], c[2]))
+        out: list[Match] = []
+        seen: set[tuple[int, int, int]] = set()
+        text = n.original
+        for i, (s, e, ei, ai) in enumerate(cands):
+            if (s, e, ei) in seen:
+                continue
+            # A mention inside a longer one (Казахстан inside «Национальный банк Казахстана») is part
+            # of that name, not a mention of its own.
+            nested = False
+            for j in range(i - 1, -1, -1):
+                s2, e2 = cands[j][0], cands[j][1]
+                if e2 >= e and (s2, e2) != (s, e):
+                    nested = True
+                    break
+            if nested:
+                continue
+            seen.add((s, e, ei))
+            spec = self._entities[ei].spec
+            os_, oe = n.span(s, e)
+            alias = self._aliases[ai].alias if ai >= 0 else "regex"
+            out.append(Match(spec.id, spec.name, os_, oe, text[os_:oe], alias))
+        return out
+
+    # ---- introspection -----------------------------------------------------------------------------
+
+    def explain(self, name_or_id: str) -> dict[str, list[str]]:
+        """Alias → its generated surface forms (transliteration variants included) for one entity."""
+        for e in self._entities:
+            if e.spec.id == name_or_id:
+                return dict(e.forms)
+        key = name_or_id.casefold()
+        for e in self._entities:
+            if e.spec.name.casefold() == key or entity_id(name_or_id) == e.spec.id:
+                return dict(e.forms)
+        raise KeyError(name_or_id)
+
+    @property
+    def pattern_count(self) -> int:
+        """Number of distinct surface forms in the automaton."""
+        return len(self._automaton)
+
+
+def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
+    """The alias's case rule, applied to the hit in the case-preserving normalised text."""
+    if a.exact is not None:
+        hit = norm[start:end]
+        if hit in a.exact:
+            return True
+        return hit.translate(_QUOTE_FOLD) in a.exact
+    if a.cap_all and not norm[start].isupper():
+        return False
+    if a.cap_forms and low[start:end] in a.cap_forms and not norm[start].isupper():
+        return False
+    if a.upper_tokens:
+        hit = norm[start:end]
+        return all(t in hit for t in a.upper_tokens)
+    return True
+
+
+def _dict_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pymorphy3-dicts-ru") + "/" + version("pymorphy3")
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return "unknown"
+
+
+def _load_cache(cache_dir: Path, key: str) -> Watchlist | None:
+    path = Path(cache_dir) / f"watchlist-{key[:32]}.pickle"
+    try:
+        with path.open("rb") as fh:
+            obj = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+        return None
+    return obj if isinstance(obj, Watchlist) else None
+
+
+def _save_cache(cache_dir: Path, key: str, wl: Watchlist) -> None:
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a concurrent reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".watchlist-")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(wl, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache_dir / f"watchlist-{key[:32]}.pickle")
+    except OSError:
+        return  # a cache is an optimisation; failing to write it is not an error
