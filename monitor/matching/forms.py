@@ -58,8 +58,12 @@ _MAX_TRANSLIT = 24
 @lru_cache(maxsize=1)
 def morph() -> MorphAnalyzer:
     """The shared pymorphy3 analyser (loaded lazily: only compiling a watchlist needs it)."""
+    import logging
+
     import pymorphy3
 
+    # pymorphy3 logs every dictionary load at INFO; that is noise on every CLI run.
+    logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     return pymorphy3.MorphAnalyzer()
 
 
@@ -482,7 +486,7 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
                 out.exact = {w if f == lw else w + f[len(lw) :] for f in forms}
             return out
         if _is_cyr(w):
-            slots, own = _word_slots(lw, capitalised=w[0].isupper())
+            slots, _own = _word_slots(lw, capitalised=w[0].isupper())
             forms = set().union(*slots.values()) if slots else set()
             forms.add(lw)
             out.forms = set().union(*(_hyphen_variants(f) for f in forms))
