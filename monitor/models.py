@@ -264,3 +264,15 @@ class FloodWait(Base):
     seconds: Mapped[int] = mapped_column(Integer)
     until: Mapped[datetime]
     recorded_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class ServiceNode(Base):
+    """A running ``tgmonitor run`` process: its heartbeat tells the others how to share channel leases."""
+
+    __tablename__ = "service_nodes"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)  # host + lock path: one per session
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=now)
+    seen_at: Mapped[datetime] = mapped_column(default=now, index=True)
