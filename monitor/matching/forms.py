@@ -180,6 +180,10 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
         add("accs", "plur", word + "ых")
         add("ablt", "plur", word + "ыми")
         add("loct", "plur", word + "ых")
+        if word.endswith(("ин", "ын")):
+            # Foreign names in -ин decline as plain nouns (Цзиньпином, Мартином), Russian surnames
+            # as possessives (Путиным): generate both.
+            return _merge(out, _rule_slots(word, surname=False))
         return out
     if re.search(r"(ый|ий|ой)$", word) and len(word) > 4:
         stem = word[:-2]
@@ -394,16 +398,26 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
     else:
         # Head = the first noun in the nominative; adjectives before it agree with it; everything
         # after it (genitive complements, appositions) keeps its form.
+        # An unknown word before a dictionary noun is a fixed modifier (Халык банк → в Халык банке).
+        m = morph()
         head = None
         for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
-            if f:
-                continue
-            if _noun_parse(w) is not None and _adj_parse(w) is None:
+            if not f and m.word_is_known(w) and _noun_parse(w) is not None and _adj_parse(w) is None:
                 head = i
                 break
-            if _adj_parse(w) is None:
-                head = i  # unknown non-adjective word: treat it as the head noun
-                break
+            if not f and m.word_is_known(w) and _adj_parse(w) is None:
+                break  # a known non-noun, non-adjective word: stop looking
+        if head is not None:
+            for i in range(head):
+                if not fixed[i] and not m.word_is_known(low[i]) and _adj_parse(low[i]) is None:
+                    fixed[i] = True
+        else:
+            for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
+                if f:
+                    continue
+                if _adj_parse(w) is None:
+                    head = i  # no dictionary noun: the first non-adjective word is the head
+                    break
         for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
             if f or head is None or i > head:
                 per.append(_fixed(w))

@@ -43,7 +43,8 @@ _ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
 # Opening quotes of every style become «, so one quote variant per multiword form suffices.
 _QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«", "‟": "«", "‹": "«"})
 _QUOTE_CHARS = ('"', "“", "„", "‟", "‹")
-_OPEN_QUOTES = frozenset("«\"“„‟‹'")
+_CLOSE_QUOTES = frozenset("»\"”“‟›")
+_QUOTE_INSIDE = re.compile("[«\"“„‟‹]")
 
 
 class WatchlistError(ValueError):
@@ -357,6 +358,10 @@ class Watchlist:
                 continue
             seen.add((s, e, ei))
             spec = self._entities[ei].spec
+            # A form with an opening quote inside (НАК «Казатомпром) ends before the closing one;
+            # include it so the surface is the whole name as written.
+            if e < len(n.text) and n.text[e] in _CLOSE_QUOTES and _QUOTE_INSIDE.search(n.text, s, e):
+                e += 1
             os_, oe = n.span(s, e)
             alias = self._aliases[ai].alias if ai >= 0 else "regex"
             out.append(Match(spec.id, spec.name, os_, oe, text[os_:oe], alias))

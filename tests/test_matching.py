@@ -1,0 +1,357 @@
+"""The entity matcher: the development corpus (precision/recall) and one test per rule of issue 3."""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from monitor.matching import EntitySpec, Match, Watchlist, WatchlistError, entity_id, normalize, validate_regex
+from monitor.matching.forms import alias_forms, translit_variants
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "matching_corpus.txt"
+CORPUS_WATCHLIST = HERE / "matching_corpus.toml"
+_MARK = re.compile(r"\[\[(.+?)\|(.+?)\]\]")
+
+
+def _specs_from_toml(path: Path) -> list[EntitySpec]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [
+        EntitySpec(
+            name=e["name"],
+            aliases=tuple(e.get("aliases", ())),
+            exclude=tuple(e.get("exclude", ())),
+            require_any=tuple(e.get("require_any", ())),
+        )
+        for e in data["entities"]
+    ]
+
+
+def load_corpus() -> list[tuple[str, set[tuple[str, int, int]]]]:
+    """(text, {(entity, start, end)}) per corpus line; markup [[surface|Entity]] is stripped."""
+    items = []
+    for line in CORPUS.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        line = line.replace("\\n", "\n")
+        text, expected, pos = [], set(), 0
+        length = 0
+        for m in _MARK.finditer(line):
+            before = line[pos : m.start()]
+            text.append(before)
+            length += len(before)
+            surface, entity = m.group(1), m.group(2)
+            expected.add((entity, length, length + len(surface)))
+            text.append(surface)
+            length += len(surface)
+            pos = m.end()
+        text.append(line[pos:])
+        items.append(("".join(text), expected))
+    return items
+
+
+@pytest.fixture(scope="module")
+def corpus_watchlist() -> Watchlist:
+    return Watchlist.compile(_specs_from_toml(CORPUS_WATCHLIST))
+
+
+def _wl(*specs: EntitySpec) -> Watchlist:
+    return Watchlist.compile(specs)
+
+
+def _found(wl: Watchlist, text: str) -> list[tuple[str, str]]:
+    return [(m.entity, m.surface) for m in wl.find(text)]
+
+
+# ---- the development corpus -------------------------------------------------------------------------
+
+
+def test_corpus_precision_and_recall(corpus_watchlist: Watchlist) -> None:
+    items = load_corpus()
+    assert len(items) >= 150
+    tp = fp = fn = 0
+    problems = []
+    for text, expected in items:
+        got = set()
+        for m in corpus_watchlist.find(text):
+            assert text[m.start : m.end] == m.surface
+            got.add((m.entity, m.start, m.end))
+        tp += len(got & expected)
+        for x in got - expected:
+            fp += 1
+            problems.append(f"FP {x[0]} {text[x[1]:x[2]]!r} in {text!r}")
+        for x in expected - got:
+            fn += 1
+            problems.append(f"FN {x[0]} {text[x[1]:x[2]]!r} in {text!r}")
+    precision = tp / max(1, tp + fp)
+    recall = tp / max(1, tp + fn)
+    print(f"\nmatching corpus: {len(items)} texts, {tp + fn} mentions: "
+          f"precision={precision:.3f} recall={recall:.3f} (tp={tp} fp={fp} fn={fn}, exact spans)")
+    for p in problems:
+        print(" ", p)
+    assert precision >= 0.98 and recall >= 0.98, problems
+
+
+# ---- morphology ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "aliases", "text", "surface"),
+    [
+        ("Росатом", (), "Акции Росатома выросли", "Росатома"),
+        ("Росатом", (), "передать Росатому", "Росатому"),
+        ("Росатом", (), "договор с Росатомом", "Росатомом"),
+        ("Росатом", (), "о Росатоме", "Росатоме"),
+        ("Кремль", (), "из Кремля", "Кремля"),
+        ("Кремль", (), "с Кремлём", "Кремлём"),
+        ("Кремль", (), "в Кремле", "Кремле"),
+        ("Астана", (), "в Астану", "Астану"),
+        ("Астана", (), "перед Астаной", "Астаной"),
+        ("Токаев", (), "встреча с Токаевым", "Токаевым"),
+        ("Токаев", (), "указ Токаева", "Токаева"),
+        ("Си Цзиньпин", (), "визит Си Цзиньпина", "Си Цзиньпина"),
+        ("Смаилов", (), "со Смаиловым", "Смаиловым"),
+    ],
+)
+def test_inflected_forms_find_their_entity(name: str, aliases: tuple[str, ...], text: str, surface: str) -> None:
+    assert _found(_wl(EntitySpec(name, aliases)), text) == [(name, surface)]
+
+
+def test_multiword_name_inflects_word_by_word_and_the_city_does_not_match() -> None:
+    wl = _wl(EntitySpec("УКТМК", ("Усть-Каменогорский титано-магниевый комбинат",)))
+    text = "Рабочие Усть-Каменогорского титано-магниевого комбината получили премии."
+    assert _found(wl, text) == [("УКТМК", "Усть-Каменогорского титано-магниевого комбината")]
+    assert _found(wl, "В Усть-Каменогорске прошёл дождь, Усть-Каменогорск в смоге.") == []
+
+
+@pytest.mark.parametrize("spelling", ["титано-магниевым", "титано магниевым", "титаномагниевым"])
+def test_hyphen_variants(spelling: str) -> None:
+    wl = _wl(EntitySpec("УКТМК", ("Усть-Каменогорский титано-магниевый комбинат",)))
+    text = f"Контракт с Усть-Каменогорским {spelling} комбинатом продлён."
+    assert [m.entity for m in wl.find(text)] == ["УКТМК"]
+
+
+def test_genitive_complement_stays_fixed() -> None:
+    wl = _wl(EntitySpec("Национальный банк Казахстана"))
+    assert _found(wl, "Решение Национального банка Казахстана") == [
+        ("Национальный банк Казахстана", "Национального банка Казахстана")
+    ]
+
+
+def test_generated_forms_that_are_ordinary_words_are_not_generated_by_rules() -> None:
+    forms = alias_forms("Кака").forms
+    assert "какой" not in forms and "как" not in forms
+
+
+def test_derivative_adjectives_are_not_mentions() -> None:
+    assert _found(_wl(EntitySpec("Росатом")), "росатомовский подход, Росатомовские проекты") == []
+
+
+# ---- abbreviations and short names -------------------------------------------------------------------
+
+
+def test_abbreviation_is_whole_token_and_case_sensitive() -> None:
+    wl = _wl(EntitySpec("ЕС"))
+    assert _found(wl, "Если санкции продлят") == []
+    assert _found(wl, "ЕСЛИ ЦЕНЫ ВЫРАСТУТ, ЭКСПОРТ УПАДЁТ") == []
+    assert _found(wl, "ВЕСЬ ЕС СЛЕДИТ") == [("ЕС", "ЕС")]
+    assert _found(wl, "страны ЕС договорились") == [("ЕС", "ЕС")]
+    assert _found(wl, "ес в нижнем регистре") == []
+
+
+@pytest.mark.parametrize("abbr", ["УКТМК", "ОДКБ", "ЕАЭС", "ООН", "CNNC", "KASE"])
+def test_all_caps_aliases(abbr: str) -> None:
+    wl = _wl(EntitySpec(abbr))
+    assert _found(wl, f"Новости {abbr}: итоги") == [(abbr, abbr)]
+    assert _found(wl, f"новости {abbr.lower()}: итоги") == []
+    assert _found(wl, f"Х{abbr}Х и {abbr}2") == []
+
+
+def test_abbreviation_with_case_ending() -> None:
+    assert _found(_wl(EntitySpec("МИД")), "Представитель МИДа ответил") == [("МИД", "МИДа")]
+
+
+def test_osh_never_fires_inside_khorosho() -> None:
+    wl = _wl(EntitySpec("Ош"))
+    assert _found(wl, "Всё хорошо. ХОРОШО! Ошибка.") == []
+    assert _found(wl, "Из Оша в Бишкек, в Оше тепло") == [("Ош", "Оша"), ("Ош", "Оше")]
+
+
+@pytest.mark.parametrize("word", ["Мир", "Рост"])
+def test_common_word_alias_must_be_capitalised(word: str) -> None:
+    wl = _wl(EntitySpec(word))
+    assert _found(wl, f"Весь {word.lower()} в порядке, {word.lower()}а нет") == []
+    assert [e for e, _ in _found(wl, f"Карта «{word}» работает")] == [word]
+
+
+def test_latin_names_whole_tokens_case_insensitive() -> None:
+    wl = _wl(EntitySpec("Telf AG"), EntitySpec("Ivanhoe Mines"), EntitySpec("Rosatom"))
+    assert _found(wl, "TELF AG and ivanhoe mines; ROSATOM.") == [
+        ("Telf AG", "TELF AG"), ("Ivanhoe Mines", "ivanhoe mines"), ("Rosatom", "ROSATOM")
+    ]
+    assert _found(wl, "Telford AGM, Rosatomic, Ivanhoe Miness") == []
+
+
+# ---- normalisation -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pосатом выиграл",  # Latin P
+        "Роcатом выиграл",  # Latin c
+        "Рос\u200bатом выиграл",  # zero-width space
+        "Рос\u200dатом выиграл",  # zero-width joiner
+        "Рос\u2060атом выиграл",  # word joiner
+        "Рос\ufeffатом выиграл",  # BOM
+        "Роса\u00adтом выиграл",  # soft hyphen
+        "Роса\u0301том выиграл",  # stress accent
+        "РОСАТОМ ВЫИГРАЛ",
+    ],
+)
+def test_adversarial_spellings(text: str) -> None:
+    (m,) = _wl(EntitySpec("Росатом")).find(text)
+    assert m.entity == "Росатом" and m.start == 0 and m.surface == text.split(" ")[0]
+
+
+def test_fullwidth_and_cyrillic_lookalikes_in_latin() -> None:
+    wl = _wl(EntitySpec("CNNC"), EntitySpec("Telf AG"))
+    assert _found(wl, "Китайская ＣＮＮＣ и Telf АG") == [("CNNC", "ＣＮＮＣ"), ("Telf AG", "Telf АG")]
+
+
+def test_yo_and_ye_are_the_same() -> None:
+    wl = _wl(EntitySpec("Кремль"), EntitySpec("Объединённая авиастроительная корпорация"))
+    assert [e for e, _ in _found(wl, "с Кремлем и Кремлём")] == ["Кремль", "Кремль"]
+    assert [e for e, _ in _found(wl, "Объединенная авиастроительная корпорация")] == [
+        "Объединённая авиастроительная корпорация"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["#Росатом", "«Росатом»", '"Росатом"', "(Росатом)", "[Росатом]", "🔥Росатом🔥", "Росатом's", "—Росатом—"],
+)
+def test_boundaries(text: str) -> None:
+    assert _found(_wl(EntitySpec("Росатом")), text) == [("Росатом", "Росатом")]
+
+
+def test_kazakh_letters_are_letters() -> None:
+    wl = _wl(EntitySpec("Өскемен"), EntitySpec("Ақтау"), EntitySpec("Ош"))
+    assert _found(wl, "В Өскемене и Ақтау") == [("Өскемен", "Өскемене"), ("Ақтау", "Ақтау")]
+    # ә/қ/і glued to a name make a different word, not a boundary.
+    assert _found(wl, "Ошқ және Ошә") == []
+    assert normalize("Қазақстан һәм Өскемен").text == "Қазақстан һәм Өскемен"
+
+
+def test_offsets_map_back_to_the_original() -> None:
+    text = "Текст\u200b\u200b с\n\n\nпереносами и ＣＮＮＣ, а потом Роcатом\u00ad ом"
+    n = normalize(text)
+    for m in re.finditer(r"\w+", n.text):
+        s, e = n.span(*m.span())
+        assert normalize(text[s:e]).text == m.group()
+    wl = _wl(EntitySpec("CNNC"))
+    (m,) = wl.find(text)
+    assert text[m.start : m.end] == "ＣＮＮＣ" == m.surface
+
+
+# ---- watchlist features ---------------------------------------------------------------------------------
+
+
+def test_entity_id_is_stable_and_derived_from_name() -> None:
+    assert entity_id("Самрук-Казына") == "самрук-казына"
+    assert entity_id("Telf AG") == "telf-ag"
+    assert EntitySpec("Ёлка Групп").id == "елка-групп"
+    assert EntitySpec("X", id="custom").id == "custom"
+    (m,) = _wl(EntitySpec("Росатом", ("Rosatom",))).find("Rosatom")
+    assert m.entity_id == "росатом" and m.alias == "Rosatom"
+
+
+def test_exclude_vetoes_matches_inside_the_phrase() -> None:
+    wl = _wl(EntitySpec("Россия", exclude=("Банк России",)))
+    assert _found(wl, "Банк России и Россия") == [("Россия", "Россия")]
+    assert _found(wl, "Решение Банка России") == []
+
+
+def test_require_any_context_words_and_entities() -> None:
+    wl = _wl(
+        EntitySpec("Рост", require_any=("банк", "вклад")),
+        EntitySpec("Магнит", require_any=("X5 Group", "ритейл")),
+        EntitySpec("X5 Group"),
+    )
+    assert _found(wl, "Рост выдал кредит") == []
+    assert _found(wl, "Рост открыл вклады") == [("Рост", "Рост")]  # вклады: a form of «вклад»
+    assert _found(wl, "Магнит открыл магазины") == []
+    assert [e for e, _ in _found(wl, "Магнит обогнал X5 Group")] == ["Магнит", "X5 Group"]
+
+
+def test_regex_entity_and_validation() -> None:
+    wl = _wl(EntitySpec("Тикер", regex=r"\bKZAP\b"))
+    assert _found(wl, "Бумаги KZAP подорожали") == [("Тикер", "KZAP")]
+    assert wl.find("KZAP")[0].alias == "regex"
+    assert validate_regex("(") is not None
+    assert validate_regex("a*") is not None  # matches the empty string
+    assert validate_regex(r"\d+") is None
+    with pytest.raises(WatchlistError, match="Плохой"):
+        _wl(EntitySpec("Плохой", regex="(unclosed"))
+
+
+def test_regex_is_time_bounded() -> None:
+    wl = _wl(EntitySpec("Катастрофа", regex=r"(a+)+b"))
+    start = time.perf_counter()
+    assert wl.find("a" * 40 + "c") == []
+    assert time.perf_counter() - start < 2
+
+
+def test_silent_included_and_disabled_dropped() -> None:
+    wl = _wl(EntitySpec("Росатом", silent=True), EntitySpec("Газпром", enabled=False))
+    assert _found(wl, "Росатом и Газпром") == [("Росатом", "Росатом")]
+    assert set(wl.entities) == {"росатом"}
+
+
+def test_case_sensitive_overrides() -> None:
+    wl = _wl(EntitySpec("Apple", case_sensitive=True), EntitySpec("ЕС", case_sensitive=False))
+    assert _found(wl, "apple Apple") == [("Apple", "Apple")]
+    assert _found(wl, "ес ЕС") == [("ЕС", "ес"), ("ЕС", "ЕС")]
+
+
+def test_nested_mention_is_dropped_for_the_longer_name() -> None:
+    wl = _wl(EntitySpec("Казахстан"), EntitySpec("Национальный банк Казахстана"))
+    assert _found(wl, "Национальный банк Казахстана и Казахстан") == [
+        ("Национальный банк Казахстана", "Национальный банк Казахстана"), ("Казахстан", "Казахстан")
+    ]
+
+
+def test_quoted_name_surface_includes_closing_quote() -> None:
+    wl = _wl(EntitySpec("Казатомпром", ("НАК «Казатомпром»",)))
+    assert _found(wl, "НАК «Казатомпром» отчитался") == [("Казатомпром", "НАК «Казатомпром»")]
+    assert _found(wl, 'НАК "Казатомпром" отчитался') == [("Казатомпром", 'НАК "Казатомпром"')]
+
+
+def test_translit_variants_and_explain() -> None:
+    assert {"tokaev", "toqaev"} <= translit_variants("Tokayev")
+    wl = _wl(EntitySpec("Токаев", ("Tokayev",)))
+    assert [e for e, _ in _found(wl, "Tokaev and Toqaev")] == ["Токаев", "Токаев"]
+    explained = wl.explain("Токаев")
+    assert "токаевым" in explained["Токаев"] and "toqaev" in explained["Tokayev"]
+    assert wl.explain("токаев") == explained
+    with pytest.raises(KeyError):
+        wl.explain("нет такого")
+
+
+def test_compiled_watchlist_cache(tmp_path: Path) -> None:
+    specs = [EntitySpec("Росатом"), EntitySpec("Тикер", regex=r"KZAP")]
+    first = Watchlist.compile(specs, cache_dir=tmp_path)
+    assert list(tmp_path.glob("watchlist-*.pickle"))
+    second = Watchlist.compile(specs, cache_dir=tmp_path)
+    text = "Росатома и KZAP"
+    assert first.find(text) == second.find(text)
+    assert all(isinstance(m, Match) for m in second.find(text))
+
+
+def test_empty_watchlist_and_text() -> None:
+    assert Watchlist.compile([]).find("Росатом") == []
+    assert _wl(EntitySpec("Росатом")).find("") == []
