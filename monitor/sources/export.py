@@ -1,0 +1,364 @@
+"""Telegram Desktop "Export chat history" (machine-readable JSON) → ``Post`` values, streamed.
+
+Both layouts are read: a single-chat ``result.json`` (top-level ``name``, ``type``, ``id``, ``messages``)
+and a full-account export (``chats.list[]``, ``left_chats.list[]``, each chat shaped like the single-chat
+root). The file is parsed with ijson, event by event, so memory stays flat however large the export is;
+only one message (or one album being assembled) is held at a time.
+
+Field notes (tdesktop ``export_output_json.cpp``): ``date`` is the exporting computer's *local* time and
+``date_unixtime`` (a string) is the truth; older exports lack ``date_unixtime`` and carry a numeric
+``from_id``; ``text`` is a string or a list of strings and entity objects, ``text_entities`` always a
+list; service and unsupported messages are skipped; an album is several consecutive media messages with
+the same timestamp, one of which usually holds the caption, and becomes ONE post with the lowest id.
+
+Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import IO, Any
+
+import ijson
+
+from monitor.posts import ForwardOrigin, Post
+
+#: chat ``type`` values that are channels (what a full-account import takes by default)
+CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
+#: media keys whose messages can be parts of an album
+_ALBUM_MEDIA = ("photo", "file")
+#: raw keys worth keeping with the post (small, useful for audits; the text is stored separately)
+_RAW_KEYS = ("from", "from_id", "author", "forwarded_from", "saved_from", "reply_to_message_id", "via_bot",
+             "media_type", "mime_type", "file_name", "photo", "file", "sticker_emoji", "edited",
+             "edited_unixtime", "date")
+
+
+class ExportError(ValueError):
+    """The file is not a Telegram Desktop JSON export, or it breaks off (``truncated``)."""
+
+    def __init__(self, message: str, *, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+@dataclass(frozen=True, slots=True)
+class ExportChat:
+    """One chat of an export: its title, kind and bare numeric id (``-100`` prefix removed)."""
+
+    name: str | None
+    type: str | None
+    id: int | None
+    index: int  # position in the file (0 for a single-chat export)
+
+    @property
+    def is_channel(self) -> bool:
+        return self.type in CHANNEL_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class ExportItem:
+    """A chat's start (``post is None``) or one post of it."""
+
+    chat: ExportChat
+    post: Post | None
+    skipped: int = 0  # service/unsupported messages passed over since the previous item
+
+
+ChatFilter = Callable[[ExportChat], bool]
+
+
+def chat_selector(wanted: str | None) -> ChatFilter:
+    """A filter for ``--channel``: a chat's title (case-insensitive) or numeric id; all channels when None."""
+    if wanted is None:
+        return lambda chat: chat.is_channel
+    text = wanted.strip()
+    as_id: int | None = None
+    if text.lstrip("-").isdigit():
+        as_id = _bare_id(int(text))
+    folded = text.casefold().lstrip("@")
+    return lambda chat: (as_id is not None and chat.id == as_id) or (chat.name or "").casefold() == folded
+
+
+class _Counting:
+    """A binary file wrapper that counts bytes read (for the progress bar and error positions)."""
+
+    def __init__(self, fh: IO[bytes], on_read: Callable[[int], None] | None) -> None:
+        self.fh = fh
+        self.pos = 0
+        self.on_read = on_read
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.pos += len(data)
+        if self.on_read is not None and data:
+            self.on_read(len(data))
+        return data
+
+
+def read_export(
+    fh: IO[bytes],
+    *,
+    select: ChatFilter | None = None,
+    single_chat_any_type: bool = True,
+    local_tz: tzinfo = UTC,
+    on_read: Callable[[int], None] | None = None,
+) -> Iterator[ExportItem]:
+    """Stream the posts of an export.
+
+    Yields an item with ``post=None`` when a selected chat starts (so callers can link it to a channel),
+    then one item per post in file order. ``select`` picks chats of a full-account export (default: the
+    channels); a single-chat export is always read when ``single_chat_any_type``. ``local_tz`` is the
+    exporting computer's zone, used only for old exports without ``date_unixtime``.
+
+    Raises :class:`ExportError` for a file that is not JSON or not an export, and, after yielding every
+    complete post before the break, for a truncated file (``truncated=True``)."""
+    select = select or chat_selector(None)
+    src = _Counting(fh, on_read)
+    events = ijson.parse(src, use_float=True)
+    state = _State(select, single_chat_any_type, local_tz)
+    try:
+        for prefix, event, value in events:
+            yield from state.feed(prefix, event, value)
+    except ijson.IncompleteJSONError as exc:
+        if not state.started:
+            raise ExportError(_not_json(exc)) from None
+        yield from state.flush()
+        raise ExportError(f"the file breaks off near byte {src.pos}: it is truncated or damaged ({_why(exc)})",
+                          truncated=True) from None
+    except ijson.JSONError as exc:
+        if not state.started:
+            raise ExportError(_not_json(exc)) from None
+        yield from state.flush()
+        raise ExportError(f"invalid JSON near byte {src.pos} ({_why(exc)})", truncated=True) from None
+    except UnicodeDecodeError:
+        raise ExportError("the file is not UTF-8 JSON text") from None
+    yield from state.flush()
+    if not state.is_export:
+        raise ExportError("the file is JSON but not a Telegram Desktop export (no 'messages' list and no "
+                          "'chats' section); export with Telegram Desktop: chat menu → Export chat history → "
+                          "format: Machine-readable JSON")
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def _not_json(exc: Exception) -> str:
+    return f"the file is not JSON ({_why(exc)}); expected the result.json of a Telegram Desktop export"
+
+
+class _State:
+    """The event-driven reader: chat metadata, the message being built, the album being assembled."""
+
+    def __init__(self, select: ChatFilter, single_any: bool, local_tz: tzinfo) -> None:
+        self.select = select
+        self.single_any = single_any
+        self.local_tz = local_tz
+        self.started = False  # one JSON event parsed: the file is JSON
+        self.is_export = False
+        self.chat_index = -1
+        self.meta: dict[str, Any] = {}
+        self.meta_prefix = ""
+        self.chat: ExportChat | None = None
+        self.active = False  # the current chat is selected
+        self.builder: ijson.ObjectBuilder | None = None
+        self.msg_prefix = ""
+        self.album: list[dict[str, Any]] = []
+        self.skipped = 0
+
+    def feed(self, prefix: str, event: str, value: Any) -> Iterator[ExportItem]:
+        self.started = True
+        if self.builder is not None:
+            if prefix == self.msg_prefix and event == "end_map":
+                msg = self.builder.value
+                self.builder = None
+                yield from self._message(msg)
+            else:
+                self.builder.event(event, value)
+            return
+        if event == "start_map" and prefix in ("chats.list.item", "left_chats.list.item"):
+            self.chat_index += 1
+            self.meta, self.meta_prefix, self.chat = {}, prefix, None
+            return
+        if event in ("string", "number") and prefix.count(".") == (0 if not self.meta_prefix else 3):
+            base, _, key = prefix.rpartition(".")
+            if base == self.meta_prefix and key in ("name", "type", "id"):
+                self.meta[key] = value
+            return
+        if event == "start_array" and prefix in ("messages", "chats.list.item.messages",
+                                                  "left_chats.list.item.messages"):
+            self.is_export = True
+            if prefix == "messages":
+                self.chat_index = 0
+                self.meta_prefix = ""
+                self.meta = {k: v for k, v in self.meta.items()}
+            self._start_chat(single=prefix == "messages")
+            if self.active and self.chat is not None:
+                yield ExportItem(self.chat, None)
+            return
+        if event == "start_map" and self.active and prefix in ("messages.item", "chats.list.item.messages.item",
+                                                               "left_chats.list.item.messages.item"):
+            self.msg_prefix = prefix
+            self.builder = ijson.ObjectBuilder()
+            self.builder.event(event, value)
+            return
+        if event == "end_array" and self.active and prefix in ("messages", "chats.list.item.messages",
+                                                               "left_chats.list.item.messages"):
+            yield from self.flush()
+            self.active = False
+            return
+        if prefix == "chats" and event == "start_map":
+            self.is_export = True
+
+    def _start_chat(self, *, single: bool) -> None:
+        raw_id = self.meta.get("id")
+        cid = _bare_id(int(raw_id)) if isinstance(raw_id, int | float) else None
+        name = self.meta.get("name")
+        self.chat = ExportChat(name=name if isinstance(name, str) else None,
+                               type=self.meta.get("type") if isinstance(self.meta.get("type"), str) else None,
+                               id=cid, index=max(self.chat_index, 0))
+        self.active = (single and self.single_any) or self.select(self.chat)
+        self.album, self.skipped = [], 0
+
+    def _message(self, msg: Any) -> Iterator[ExportItem]:
+        if not isinstance(msg, dict) or msg.get("type") != "message" or not isinstance(msg.get("id"), int | float):
+            self.skipped += 1  # service, unsupported or malformed: nothing a reader said
+            return
+        if self.album and not _same_album(self.album, msg):
+            yield from self.flush()
+        if _album_part(msg):
+            self.album.append(msg)
+            if len(self.album) >= 10:  # Telegram albums hold at most 10 items
+                yield from self.flush()
+            return
+        yield from self.flush()
+        post = self._post([msg])
+        if post is not None:
+            yield self._item(post)
+
+    def flush(self) -> Iterator[ExportItem]:
+        """Emit the album being assembled (as one post, or one post per part when it is not one)."""
+        group, self.album = self.album, []
+        if not group:
+            return
+        captions = [m for m in group if _text_of(m)[0]]
+        if len(group) > 1 and len(captions) > 1:
+            # Several captions: these are separate posts that happen to share a second; keep each.
+            for m in group:
+                post = self._post([m])
+                if post is not None:
+                    yield self._item(post)
+            return
+        post = self._post(group)
+        if post is not None:
+            yield self._item(post)
+
+    def _item(self, post: Post) -> ExportItem:
+        assert self.chat is not None
+        item = ExportItem(self.chat, post, self.skipped)
+        self.skipped = 0
+        return item
+
+    def _post(self, group: list[dict[str, Any]]) -> Post | None:
+        first = group[0]
+        ids = sorted(int(m["id"]) for m in group)
+        text = ""
+        for m in group:
+            t = _text_of(m)[0]
+            if t:
+                text = t
+                break
+        date = _date(first, "date", self.local_tz)
+        if date is None:
+            self.skipped += len(group)
+            return None
+        edit_dates = [d for d in (_date(m, "edited", self.local_tz) for m in group) if d is not None]
+        fwd_name = first.get("forwarded_from")
+        forward = ForwardOrigin(name=fwd_name) if isinstance(fwd_name, str) and fwd_name else None
+        if forward is None and "forwarded_from" in first:
+            forward = ForwardOrigin(name=None)  # forwarded from a hidden account: still a forward
+        raw = {k: first[k] for k in _RAW_KEYS if k in first}
+        if len(group) > 1:
+            raw["album_parts"] = ids
+        return Post(
+            message_id=ids[0], date=date, text=text, edit_date=max(edit_dates) if edit_dates else None,
+            forward=forward, album_id=ids[0] if len(group) > 1 else None,
+            member_ids=tuple(ids) if len(group) > 1 else (), raw=raw or None,
+        )
+
+
+def _album_part(msg: dict[str, Any]) -> bool:
+    return any(k in msg for k in _ALBUM_MEDIA) and msg.get("media_type") not in (
+        "sticker", "voice_message", "video_message", "audio_file", "animation")
+
+
+def _same_album(group: list[dict[str, Any]], msg: dict[str, Any]) -> bool:
+    """Album parts: consecutive ids, the same second, the same sender, media on each."""
+    last = group[-1]
+    return (_album_part(msg) and int(msg["id"]) == int(last["id"]) + 1
+            and _stamp(msg) == _stamp(last) and msg.get("from_id") == last.get("from_id")
+            and msg.get("forwarded_from") == last.get("forwarded_from"))
+
+
+def _stamp(msg: dict[str, Any]) -> Any:
+    return msg.get("date_unixtime") or msg.get("date")
+
+
+def _text_of(msg: dict[str, Any]) -> tuple[str, list[str]]:
+    """The message text (or caption) and the links in it. ``text_entities`` is preferred: it is always a
+    list of objects; ``text`` is a string or a list of strings and objects. A poll without text becomes
+    its question and answers, so a poll that names an entity is found too."""
+    links: list[str] = []
+    parts: list[str] = []
+    ents = msg.get("text_entities")
+    source = ents if isinstance(ents, list) and ents else msg.get("text")
+    if isinstance(source, str):
+        parts.append(source)
+    elif isinstance(source, list):
+        for part in source:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict):
+                t = part.get("text")
+                if isinstance(t, str):
+                    parts.append(t)
+                href = part.get("href")
+                if isinstance(href, str):
+                    links.append(href)
+                elif part.get("type") == "link" and isinstance(t, str):
+                    links.append(t)
+    text = "".join(parts)
+    if not text.strip():
+        poll = msg.get("poll")
+        if isinstance(poll, dict) and isinstance(poll.get("question"), str):
+            answers = [a.get("text") for a in poll.get("answers") or [] if isinstance(a, dict)]
+            text = "\n".join([poll["question"], *(a for a in answers if isinstance(a, str))])
+        else:
+            text = ""
+    return text, links
+
+
+def _date(msg: dict[str, Any], key: str, local_tz: tzinfo) -> datetime | None:
+    """``<key>_unixtime`` (epoch seconds as a string), else ``<key>`` read as the exporter's local time."""
+    unix = msg.get(f"{key}_unixtime")
+    if isinstance(unix, str | int | float) and str(unix).strip().lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(unix), UTC)
+    local = msg.get(key)
+    if isinstance(local, str) and local:
+        try:
+            d = datetime.fromisoformat(local)
+        except ValueError:
+            return None
+        return (d if d.tzinfo else d.replace(tzinfo=local_tz)).astimezone(UTC)
+    return None
+
+
+def _bare_id(raw: int) -> int:
+    """Bot-API ids (-100XXXXXXXXXX) and bare ids both become the bare channel id."""
+    if raw < 0:
+        s = str(-raw)
+        return int(s[3:]) if s.startswith("100") and len(s) > 3 else -raw
+    return raw
