@@ -30,7 +30,6 @@ def _pg_reachable() -> bool:
 
 async def _admin(sql: str) -> None:
     import asyncpg
-
     from sqlalchemy.engine import make_url
 
     u = make_url(PG_ADMIN_URL)
