@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from monitor import fulltext
 from monitor import models as m
 from monitor.db import sessionmaker
 from monitor.matching import EntitySpec, Match
@@ -213,6 +214,10 @@ class Store:
             new_rows: list[dict[str, object]] = []
             new_items: list[BatchItem] = []
             match_rows: list[dict[str, object]] = []
+            # SQLite search index (PostgreSQL indexes posts.text itself): lemmatised shadow texts
+            index_fts = _is_sqlite(s)
+            fts_removed: list[tuple[int, str]] = []
+            fts_added: list[tuple[int, str]] = []
             for mid in ids:
                 it = by_id[mid]
                 p = it.post
@@ -223,6 +228,11 @@ class Store:
                     continue
                 changed = _merge_existing(s, row, p)
                 if changed == "edited":
+                    if index_fts:
+                        if row.search_lemmas is not None:
+                            fts_removed.append((row.id, row.search_lemmas))
+                        row.search_lemmas = fulltext.lemmatize(row.text)
+                        fts_added.append((row.id, row.search_lemmas))
                     await s.execute(delete(m.Match).where(m.Match.post_id == row.id))
                     match_rows.extend(it.match_rows(row.id, row.version))
                     new_ids = sorted(it.entity_ids - old_entities.get(row.id, set()))
@@ -233,11 +243,16 @@ class Store:
                     result.unchanged += 1
 
             if new_rows:
+                if index_fts:
+                    for r in new_rows:
+                        r["search_lemmas"] = fulltext.lemmatize(str(r["text"] or ""))
                 for chunk_rows, chunk_items in zip(_chunks(new_rows, 500), _chunks(new_items, 500), strict=True):
                     res = await s.execute(insert(m.Post).returning(m.Post.id, m.Post.message_id), chunk_rows)
                     id_of = {mid: pid for pid, mid in res.all()}
-                    for it in chunk_items:
+                    for r, it in zip(chunk_rows, chunk_items, strict=True):
                         pid = id_of[it.post.message_id]
+                        if index_fts:
+                            fts_added.append((pid, str(r["search_lemmas"])))
                         match_rows.extend(it.match_rows(pid, 1))
                         result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
                                                       it.alertable, text_hash(it.post.text)))
@@ -246,6 +261,8 @@ class Store:
                 for chunk in _chunks(match_rows, 1000):
                     await s.execute(insert(m.Match), chunk)
             result.matches = len(match_rows)
+            if fts_removed or fts_added:
+                await fulltext.sync_index(s, removed=fts_removed, added=fts_added)
 
             if planner is not None and result.saved:
                 result.alerts = await planner.plan(s, channel, result.saved)
