@@ -1,0 +1,55 @@
+"""``tgmonitor backfill``: walk a configured channel's history back through its source, with progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from monitor.cli.app import EXIT_USAGE, CliState, fail, main, pass_state, run
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        d = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--since: {value!r} is not a date (for example: 2025-01-31 or 2025-01-31T12:00+03:00)", EXIT_USAGE)
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+@main.command("backfill")
+@click.argument("channel")
+@click.option("--since", default=None, metavar="DATE", help="Stop at posts older than DATE (ISO 8601, UTC unless "
+              "it has an offset).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Store at most N posts.")
+@click.option("--alert", is_flag=True, help="Alert on the backfilled posts that mention a watched entity (by "
+              "default history is stored and matched silently) and try to deliver them now.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_state
+def backfill_cmd(state: CliState, channel: str, since: str | None, limit: int | None, alert: bool,
+                 no_progress: bool) -> None:
+    """Store a configured channel's history (resumable: run it again to continue).
+
+    CHANNEL is the channel as configured: @name, name, a t.me link or its numeric id. The channel's
+    configured source (telethon or web) reads the history.
+
+    \b
+    Examples:
+      tgmonitor backfill @rian_ru
+      tgmonitor backfill rian_ru --since 2025-01-01 --limit 5000
+      tgmonitor backfill https://t.me/rian_ru --alert
+    """
+    from monitor.jobs.backfill import BackfillError, backfill_channel
+
+    when = _parse_since(since)
+    s = state.settings()
+    try:
+        code, message = run(backfill_channel(s, channel, since=when, limit=limit, alert=alert,
+                                             progress=not no_progress))
+    except BackfillError as exc:
+        fail(str(exc), exc.code)
+    if code:
+        fail(message, code)
+    click.echo(message)

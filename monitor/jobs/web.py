@@ -1,0 +1,284 @@
+"""Poll and backfill public channels through their web preview (``source = "web"``), no account needed.
+
+Semantics match the Telethon jobs: a channel's first successful poll stores the newest page and sets the
+baseline at the newest visible id (only higher ids alert); later polls read the newest page and page back
+with ``?before=`` until they reach the cursor, so a burst of posts longer than a page is never skipped,
+and store everything they read in ONE transaction (a failure half-way stores nothing, and the next poll
+starts again from the top: nothing is lost, nothing repeats). Re-reading the newest page also catches
+edits: a changed text becomes a new version. ``backfill`` walks the history down page by page, each page
+its own transaction with the lowest id reached, so an interrupted backfill resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from monitor import models as m
+from monitor.config import ChannelConfig
+from monitor.ingest import AlertRule
+from monitor.jobs import PollReport, Progress
+from monitor.logs import event
+from monitor.posts import Post
+from monitor.sources.web import ChannelUnavailable, RateLimited, WebClient, WebSourceError
+from monitor.sources.web_parse import WebPage
+
+if TYPE_CHECKING:
+    from monitor.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: a poll never reads more pages than this (20 posts each on t.me); past it, ``backfill`` fills the gap
+MAX_POLL_PAGES = 100
+#: a first poll of a channel with stored history pages back at most this far (the rest is backfill's job)
+FIRST_POLL_PAGES = 10
+#: a poll waits this long at most for the budget or a Retry-After, else the channel is deferred
+POLL_MAX_WAIT = 30.0
+#: a backfill (an operator waiting at a terminal) waits longer before it stops, resumable
+BACKFILL_MAX_WAIT = 300.0
+#: an unavailable channel is retried this much later
+UNAVAILABLE_RETRY = timedelta(hours=1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebJobs:
+    """:class:`monitor.jobs.SourceJobs` for the web preview."""
+
+    source = "web"
+
+    def __init__(self, rt: Runtime, *, client: WebClient | None = None) -> None:
+        self.rt = rt
+        self.client = client or WebClient(rt.settings.web)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _row(self, channel: ChannelConfig) -> m.Channel:
+        if not channel.username:
+            raise ValueError(f"{channel.key}: the web source needs the channel's public username")
+        return await self.rt.store.upsert_channel(username=channel.username, tg_id=channel.id, source="web")
+
+    async def _unavailable(self, row: m.Channel, reason: str) -> None:
+        values: dict[str, object] = {"status": "unavailable", "status_reason": reason, "last_error": reason,
+                                     "not_before": _now() + UNAVAILABLE_RETRY, "last_poll_at": _now()}
+        if row.status != "unavailable":
+            values["status_changed_at"] = _now()
+            event(log, logging.WARNING, "channel unavailable", channel=f"@{row.username}", reason=reason)
+        await self.rt.store.update_channel(row.id, **values)
+
+    def _available(self, row: m.Channel, page: WebPage) -> dict[str, object]:
+        values: dict[str, object] = {"last_error": None, "not_before": None}
+        if row.status != "active":
+            values.update(status="active", status_reason=None, status_changed_at=_now())
+        if page.title and page.title != row.title:
+            values["title"] = page.title
+        return values
+
+    # ------------------------------------------------------------------ poll
+
+    async def poll(self, channels: Sequence[ChannelConfig]) -> list[PollReport]:
+        """Poll each channel once; one channel's trouble never stops the others."""
+        reports = []
+        for c in channels:
+            try:
+                reports.append(await self.poll_one(c))
+            except ValueError as exc:
+                reports.append(PollReport(channel=c.key, error=str(exc)))
+        return reports
+
+    async def poll_one(self, channel: ChannelConfig) -> PollReport:
+        """Fetch every post newer than the cursor (the first poll: the newest page, setting the baseline)."""
+        started = _now()
+        row = await self._row(channel)
+        report = PollReport(channel=channel.key)
+        if row.not_before is not None and row.not_before > started:
+            report.deferred_until = row.not_before
+            report.unavailable = row.status == "unavailable"
+            return report
+        req0 = self.client.requests
+        pages: list[WebPage] = []
+        try:
+            page = await self.client.page(row.username or "", max_wait=POLL_MAX_WAIT)
+            pages.append(page)
+            if row.baseline_id is not None:
+                await self._page_back(row, pages, MAX_POLL_PAGES)
+            elif row.cursor:
+                # First poll of a channel with stored history (a backfill or an import): close the gap
+                # below the newest page too, within reason; none of it alerts (it is below the baseline).
+                await self._page_back(row, pages, FIRST_POLL_PAGES)
+        except ChannelUnavailable as exc:
+            await self._unavailable(row, str(exc))
+            report.unavailable, report.error = True, str(exc)
+        except RateLimited as exc:
+            # Nothing of this poll is stored: the next one starts from the top again and loses nothing.
+            until = _now() + timedelta(seconds=exc.seconds)
+            await self.rt.store.update_channel(row.id, not_before=until, last_error=str(exc))
+            report.deferred_until, report.error = until, str(exc)
+        except WebSourceError as exc:
+            await self.rt.store.update_channel(row.id, last_error=str(exc), last_poll_at=_now())
+            report.error = str(exc)
+        report.requests = self.client.requests - req0
+        if report.error is not None:
+            await self.rt.store.record_run(row.id, "poll", started, requests=report.requests, error=report.error)
+            return report
+
+        newest = max((p.newest_id or 0 for p in pages), default=0)
+        if row.baseline_id is None and newest:
+            # The first successful poll: what is visible now is history; only higher ids will alert.
+            await self.rt.store.set_baseline(row.id, newest)
+            row.baseline_id = newest
+        posts = _merge(pages)
+        cursor = row.cursor or 0
+        ids = {i for p in pages for i in p.ids}
+        rule = AlertRule(force=None, alert_history=channel.alert_history)
+        res = await self.rt.ingestor.ingest(row, posts, rule=rule, cursor=newest or None,
+                                            seen=sum(1 for i in ids if i > cursor))
+        report.new, report.edited, report.alerts = res.new, res.edited, res.alerts
+        values = self._available(row, pages[0])
+        values.update(polls=(row.polls or 0) + 1, last_poll_at=_now())
+        await self.rt.store.update_channel(row.id, **values)
+        await self.rt.store.record_run(row.id, "poll", started, posts=len(posts), requests=report.requests)
+        return report
+
+    async def _page_back(self, row: m.Channel, pages: list[WebPage], max_pages: int) -> None:
+        """Read older pages until one reaches the cursor (or the channel's start)."""
+        cursor = row.cursor or 0
+        visited: set[int] = set()
+        while True:
+            page = pages[-1]
+            oldest = page.oldest_id
+            if oldest is None or oldest <= cursor + 1 or page.before is None:
+                return
+            before = page.before
+            if before in visited or (oldest is not None and before > oldest):
+                event(log, logging.WARNING, "web preview paging loops; stopping", channel=f"@{row.username}",
+                      before=before)
+                return
+            if len(pages) >= max_pages:
+                event(log, logging.WARNING, "more new posts than a poll reads; run tgmonitor backfill for the rest",
+                      channel=f"@{row.username}", pages=len(pages), cursor=cursor, oldest=oldest)
+                return
+            visited.add(before)
+            pages.append(await self.client.page(row.username or "", before=before, max_wait=POLL_MAX_WAIT))
+
+    # ------------------------------------------------------------------ backfill
+
+    async def backfill(
+        self,
+        channel: ChannelConfig,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+        alert: bool = False,
+        progress: Progress | None = None,
+    ) -> PollReport:
+        """Walk the history down, one stored page (one transaction) at a time; resumable.
+
+        A backfill that stopped part-way resumes below the lowest id it reached. A channel whose history
+        is complete is walked from the top down to its cursor only (new posts, edits on the newest page).
+        On a polled channel (it has a baseline) posts above the cursor are left to the poller, so they
+        alert as new posts do. ``since`` stops at older posts, ``limit`` after that many posts."""
+        started = _now()
+        row = await self._row(channel)
+        report = PollReport(channel=channel.key)
+        rule = AlertRule(force=alert)
+        polled = row.baseline_id is not None
+        cursor = row.cursor or 0
+        if row.backfill_done:
+            if polled:
+                report.error = None
+                await self.rt.store.record_run(row.id, "backfill", started)
+                return report  # the history is complete and the poller covers the top
+            before, floor = None, cursor  # walk down to what is stored
+        elif row.backfill_low is not None:
+            before, floor = row.backfill_low, 0
+        else:
+            before, floor = (cursor + 1 if polled and cursor else None), 0
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        req0 = self.client.requests
+        stored = 0
+        total: int | None = limit
+        complete = False
+        visited: set[int] = set()
+        last: WebPage | None = None
+        while True:
+            try:
+                page = await self.client.page(row.username or "", before=before, max_wait=BACKFILL_MAX_WAIT)
+            except ChannelUnavailable as exc:
+                await self._unavailable(row, str(exc))
+                report.unavailable, report.error = True, str(exc)
+                break
+            except RateLimited as exc:
+                report.deferred_until = _now() + timedelta(seconds=exc.seconds)
+                report.error = f"{exc}; run the backfill again later, it resumes where it stopped"
+                break
+            except WebSourceError as exc:
+                report.error = f"{exc}; run the backfill again, it resumes where it stopped"
+                break
+            last = page
+            if total is None and page.newest_id:
+                total = max(1, page.newest_id - floor)
+            posts = [p for p in page.posts if not polled or p.message_id <= cursor or row.backfill_done]
+            reached_since = False
+            if since is not None:
+                kept = [p for p in posts if p.date >= since]
+                reached_since = len(kept) < len(posts)
+                posts = kept
+            if limit is not None and stored + len(posts) >= limit:
+                posts = posts[len(posts) - (limit - stored):] if limit > stored else []
+                reached_since = True
+            low = min([p.message_id for p in posts] + ([] if reached_since else page.ids), default=None)
+            if posts or low is not None:
+                res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(posts), backfill_low=low)
+                report.new += res.new
+                report.edited += res.edited
+                report.alerts += res.alerts
+                stored += len(posts)
+            if progress is not None:
+                progress(stored, total)
+            if reached_since:
+                break
+            if page.before is None or not page.ids:
+                complete = True
+                break
+            if row.backfill_done and (page.oldest_id or 0) <= floor + 1:
+                break
+            if page.before in visited or (before is not None and page.before >= before):
+                event(log, logging.WARNING, "web preview paging loops; stopping", channel=f"@{row.username}",
+                      before=page.before)
+                report.error = "the preview's paging went in a loop; stopped"
+                break
+            visited.add(page.before)
+            before = page.before
+        report.requests = self.client.requests - req0
+        values: dict[str, object] = {}
+        if last is not None:
+            values = self._available(row, last)
+        if complete:
+            values["backfill_done"] = True
+        if values:
+            await self.rt.store.update_channel(row.id, **values)
+        if progress is not None and complete:
+            progress(stored, stored)
+        await self.rt.store.record_run(row.id, "backfill", started, posts=stored, requests=report.requests,
+                                       error=report.error)
+        event(log, logging.INFO, "backfill", channel=channel.key, stored=stored, new=report.new,
+              alerts=report.alerts, done=complete, error=report.error or "")
+        return report
+
+
+def _merge(pages: Sequence[WebPage]) -> list[Post]:
+    """The posts of several pages, oldest first, each message once (pages can overlap while posts arrive)."""
+    by_id: dict[int, Post] = {}
+    for page in pages:
+        for p in page.posts:
+            by_id.setdefault(p.message_id, p)
+    return [by_id[k] for k in sorted(by_id)]

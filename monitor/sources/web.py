@@ -1,0 +1,154 @@
+"""Fetch pages of a public channel's web preview (``<base_url>/s/<username>``) politely, and parse them.
+
+Polite means: every request takes a token from the source's own :class:`~monitor.budget.RequestBudget`,
+goes out with a real User-Agent (through the optional HTTP proxy), and a 429 answer's ``Retry-After`` is
+honoured for the whole source, not just for the one request. A channel with no public preview (t.me
+redirects ``/s/<name>`` to ``/<name>``, or answers with a page that holds no message history) raises
+:class:`ChannelUnavailable`. Nothing here touches the database; parsing lives in ``web_parse``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import weakref
+from datetime import UTC, datetime
+
+import httpx
+
+from monitor import __version__
+from monitor.budget import Deferred, RequestBudget
+from monitor.config import WebSourceSettings
+from monitor.logs import event
+from monitor.sources.web_parse import WebPage, parse_page
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = (f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36 "
+              f"tgmonitor/{__version__}")
+KIND = "web"
+#: transient failures (network, 5xx) are retried this many times with a growing pause
+RETRIES = 3
+#: the longest Retry-After we honour by waiting in place; longer ones defer the work
+MAX_INLINE_WAIT = 30.0
+
+
+class WebSourceError(Exception):
+    """A page could not be fetched (network trouble, an unexpected status)."""
+
+
+class ChannelUnavailable(WebSourceError):
+    """The channel has no public web preview (private, not a channel, or hidden from t.me/s)."""
+
+
+class RateLimited(WebSourceError):
+    """The site answered 429 (or the budget is spent) for longer than the caller will wait."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"rate limited for {seconds:.0f} s")
+        self.seconds = seconds
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], RequestBudget]] = (
+    weakref.WeakKeyDictionary())
+
+
+def shared_budget(settings: WebSourceSettings) -> RequestBudget:
+    """One budget per event loop and site: every web job of the process spends from the same one.
+
+    The burst is a full minute's worth, so a short backfill runs at once and a long one settles to the
+    configured rate."""
+    loop = asyncio.get_running_loop()
+    per_loop = _budgets.setdefault(loop, {})
+    key = (settings.base_url, settings.requests_per_minute)
+    if key not in per_loop:
+        rpm = float(settings.requests_per_minute)
+        per_loop[key] = RequestBudget(rpm, burst=max(1.0, rpm))
+    return per_loop[key]
+
+
+def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date; ``default`` when absent or odd."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class WebClient:
+    """Reads ``/s/<username>`` pages of one site (``settings.base_url``)."""
+
+    def __init__(self, settings: WebSourceSettings, *, budget: RequestBudget | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.budget = budget or shared_budget(settings)
+        self.requests = 0
+        self.http = httpx.AsyncClient(
+            base_url=settings.base_url, headers={"User-Agent": USER_AGENT, "Accept-Language": "ru,en;q=0.8"},
+            timeout=httpx.Timeout(20.0, connect=10.0), follow_redirects=False, proxy=settings.proxy,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def page(self, username: str, *, before: int | None = None, max_wait: float = MAX_INLINE_WAIT) -> WebPage:
+        """One page: the newest (``before=None``) or the one just older than message ``before``.
+
+        Waits up to ``max_wait`` seconds for the budget or a Retry-After, else raises RateLimited."""
+        params = {"before": str(before)} if before is not None else None
+        path = f"/s/{username}"
+        attempt = 0
+        while True:
+            try:
+                await self.budget.acquire(KIND, max_wait=max_wait)
+            except Deferred as exc:
+                raise RateLimited(exc.seconds) from None
+            self.requests += 1
+            try:
+                r = await self.http.get(path, params=params)
+            except httpx.HTTPError as exc:
+                attempt += 1
+                if attempt > RETRIES:
+                    raise WebSourceError(f"{self.settings.base_url}{path}: {type(exc).__name__}: {exc}") from None
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+                continue
+            if r.status_code == 429:
+                wait = retry_after_seconds(r.headers.get("Retry-After"))
+                self.budget.defer(KIND, wait)
+                event(log, logging.WARNING, "web preview rate limited", channel=f"@{username}",
+                      retry_after=round(wait, 1))
+                if wait > max_wait:
+                    raise RateLimited(wait)
+                continue  # acquire() now waits out the deferral
+            if r.is_redirect:
+                target = r.headers.get("Location", "")
+                if "/s/" not in target:
+                    raise ChannelUnavailable(f"no public web preview: {path} redirects to {target or 'elsewhere'}")
+                raise WebSourceError(f"{path} redirects to {target}")
+            if r.status_code == 404:
+                raise ChannelUnavailable(f"no public web preview: {path} is not found")
+            if r.status_code >= 500:
+                attempt += 1
+                if attempt > RETRIES:
+                    raise WebSourceError(f"{path}: HTTP {r.status_code}")
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+                continue
+            if r.status_code != 200:
+                raise WebSourceError(f"{path}: HTTP {r.status_code}")
+            # Parsing a page is a few milliseconds of CPU; no thread hop needed.
+            page = parse_page(r.text, username)
+            if not page.is_channel:
+                raise ChannelUnavailable(f"no public web preview: {path} shows no message history")
+            return page
