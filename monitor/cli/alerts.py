@@ -1,0 +1,132 @@
+"""``tgmonitor alerts test|list|retry``: check destinations and look after the outbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+from monitor.alerts import outbox
+from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
+from monitor.runtime import open_runtime
+
+
+@main.group("alerts")
+def alerts_group() -> None:
+    """Alert destinations and the outbox.
+
+    \b
+    Examples:
+      tgmonitor alerts test
+      tgmonitor alerts list --status failed
+      tgmonitor alerts retry --failed
+    """
+
+
+@alerts_group.command("test")
+@pass_state
+def alerts_test(state: CliState) -> None:
+    """Send a test message to every destination; one line each with ok or the error (exit 1 if any failed).
+
+    \b
+    Example:
+      tgmonitor --config tgmonitor.toml alerts test
+      team-chat: ok
+      webhook: error: A Connection error occurred sending JSON notification to 127.0.0.1.
+    """
+    from monitor.alerts.deliver import send_test
+
+    s = state.settings()
+    if not s.alerts:
+        fail("no [[alerts]] destinations are configured (add one, e.g. url = \"console://\")", EXIT_USAGE)
+    results = run(send_test(s))
+    for dest, res in results:
+        click.echo(f"{dest.name}: ok" if res.ok else f"{dest.name}: error: {res.error}")
+    if any(not r.ok for _, r in results):
+        raise SystemExit(EXIT_FAILURE)
+
+
+@alerts_group.command("list")
+@click.option("--status", type=click.Choice(list(outbox.STATUSES)), default=None, help="Only alerts in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N alerts (newest first).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table",
+              show_default=True)
+@pass_state
+def alerts_list(state: CliState, status: str | None, limit: int | None, fmt: str) -> None:
+    """List outbox rows, newest first.
+
+    \b
+    Examples:
+      tgmonitor alerts list
+      tgmonitor alerts list --status failed --format jsonl
+    """
+    s = state.settings()
+
+    async def go() -> list[outbox.AlertRow]:
+        async with open_runtime(s) as rt:
+            return await outbox.list_alerts(rt.engine, status=status, limit=limit)
+
+    rows = run(go())
+    docs = [r.as_dict() for r in rows]
+    if fmt == "json":
+        click.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+    elif fmt == "jsonl":
+        for d in docs:
+            click.echo(json.dumps(d, ensure_ascii=False))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(docs[0]) if docs else list(_FIELDS))
+        w.writeheader()
+        for d in docs:
+            w.writerow({k: (", ".join(v) if isinstance(v, list) else v) for k, v in d.items()})
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        if not rows:
+            click.echo("no alerts")
+            return
+        for r in rows:
+            where = f"{r.channel}/{r.message_id}" if r.channel else "-"
+            when = (r.sent_at or r.created_at).strftime("%Y-%m-%d %H:%M")
+            line = (f"{r.id:>6}  #{r.code}  {r.status:8} {r.attempts:>2}x  {r.destination:16} {r.kind:8} "
+                    f"{when}  {where:28} {', '.join(r.entities)}")
+            if r.status == outbox.FAILED and r.last_error:
+                line += f"  ({r.last_error})"
+            click.echo(line)
+
+
+_FIELDS = ("id", "code", "destination", "kind", "status", "attempts", "channel", "message_id", "entities",
+           "also_in", "created_at", "sent_at", "next_attempt_at", "last_error")
+
+
+@alerts_group.command("retry")
+@click.argument("ref", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed alert.")
+@pass_state
+def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
+    """Make a failed (or waiting) alert due now, by id or code; or every failed one with --failed.
+
+    The next `run --once` or the running service delivers it.
+
+    \b
+    Examples:
+      tgmonitor alerts retry 42
+      tgmonitor alerts retry a1b2c3
+      tgmonitor alerts retry --failed
+    """
+    if (ref is None) == (not all_failed):
+        fail("give an alert id or code, or --failed (for example: tgmonitor alerts retry --failed)", EXIT_USAGE)
+    s = state.settings()
+
+    async def go() -> tuple[list[object], list[object]]:
+        async with open_runtime(s) as rt:
+            found = await outbox.find_alerts(rt.engine, ref) if ref is not None else []
+            return list(await outbox.retry_alerts(rt.engine, ref=ref, failed=all_failed)), list(found)
+
+    rows, found = run(go())
+    if ref is not None and not found:
+        fail(f"no alert with id or code {ref!r} (see tgmonitor alerts list)", EXIT_USAGE)
+    if ref is not None and not rows:
+        fail(f"alert {ref} was already sent; nothing to retry", EXIT_FAILURE)
+    click.echo(f"{len(rows)} alert(s) due again")
