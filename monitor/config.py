@@ -64,6 +64,7 @@ class ScheduleSettings:
     requests_per_minute: int = 20
     reread_hours: int = 48
     reread_every: int = 10
+    lease_seconds: int = 60  # several services on one PostgreSQL: a dead one's channels move after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,7 +495,8 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
 
     s = chk.table(data.get("schedule"), "schedule", {
         "interval": "interval = 300", "jitter": "jitter = 0.1", "requests_per_minute": "requests_per_minute = 20",
-        "reread_hours": "reread_hours = 48", "reread_every": "reread_every = 10"})
+        "reread_hours": "reread_hours = 48", "reread_every": "reread_every = 10",
+        "lease_seconds": "lease_seconds = 60"})
     schedule = ScheduleSettings(
         interval=chk.get(s, "interval", "schedule.interval", int, 300, "interval = 300", _positive),
         jitter=chk.get(s, "jitter", "schedule.jitter", float, 0.1, "jitter = 0.1", _fraction),
@@ -503,6 +505,8 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
         reread_hours=chk.get(s, "reread_hours", "schedule.reread_hours", int, 48, "reread_hours = 48",
                              lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
         reread_every=chk.get(s, "reread_every", "schedule.reread_every", int, 10, "reread_every = 10", _positive),
+        lease_seconds=chk.get(s, "lease_seconds", "schedule.lease_seconds", int, 60, "lease_seconds = 60",
+                              lambda v: None if v >= 3 else f"must be at least 3 seconds, not {v}"),
     )
 
     channels = _channels(chk, data.get("channels"))

@@ -1,0 +1,264 @@
+"""Health: operator incidents (once each) and the status snapshot behind ``tgmonitor status``.
+
+An incident is a problem an operator must hear about: a channel that became unavailable, a dead Telegram
+session, a gap between the stored and the server's message counts, a destination failing for an hour. It
+is a row in ``incidents`` while open; opening it queues one operator alert (to the ``[[alerts]]`` with
+``operator = true``) in the same transaction, and it is closed when the problem goes away, so a problem
+that lasts a week still alerts once, and alerts again only if it comes back after being fixed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from monitor import models as m
+from monitor.config import ChannelConfig, Settings
+from monitor.db import is_sqlite, sessionmaker
+from monitor.logs import event
+from monitor.models import now
+
+log = logging.getLogger(__name__)
+
+CHANNEL_UNAVAILABLE = "channel_unavailable"
+SESSION_DEAD = "session_dead"
+COUNT_GAP = "count_gap"
+DESTINATION_FAILING = "destination_failing"
+
+FAILING_FOR = timedelta(hours=1)
+
+_TITLES = {
+    CHANNEL_UNAVAILABLE: "tgmonitor: канал недоступен — {subject}",
+    SESSION_DEAD: "tgmonitor: сессия Telegram недействительна",
+    COUNT_GAP: "tgmonitor: пропуск сообщений — {subject}",
+    DESTINATION_FAILING: "tgmonitor: получатель не отвечает час — {subject}",
+}
+_BODIES = {
+    CHANNEL_UNAVAILABLE: "Channel {subject} is unavailable: {detail}. It is retried rarely; the others go on.",
+    SESSION_DEAD: "The Telegram session stopped working ({detail}). The Telethon channels are stopped; "
+                  "run `tgmonitor login` and restart the service.",
+    COUNT_GAP: "Channel {subject}: {detail}.",
+    DESTINATION_FAILING: "Alert destination {subject} has failed for more than an hour: {detail}. "
+                         "Its alerts stay queued and are retried.",
+}
+
+
+def channel_subject(username: str | None, tg_id: int | None) -> str:
+    return f"@{username}" if username else str(tg_id)
+
+
+def _code(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+async def _lock_subject(s: AsyncSession, kind: str, subject: str) -> None:
+    # Several services on one PostgreSQL may notice the same problem at once: serialise per incident.
+    if not is_sqlite(s.bind):  # type: ignore[arg-type]
+        key = int.from_bytes(hashlib.sha1(f"{kind}:{subject}".encode()).digest()[:8], "big", signed=True)
+        await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+async def open_incident(engine: AsyncEngine, settings: Settings, kind: str, subject: str, detail: str,
+                        *, exclude_destinations: Iterable[str] = ()) -> bool:
+    """Open an incident unless one is open for (kind, subject); the first opening queues one operator
+    alert per operator destination. True when it was opened now."""
+    async with sessionmaker(engine).begin() as s:
+        await _lock_subject(s, kind, subject)
+        existing = (await s.execute(select(m.Incident).where(m.Incident.kind == kind, m.Incident.subject == subject,
+                                                             m.Incident.closed_at.is_(None)))).scalars().first()
+        if existing is not None:
+            return False
+        inc = m.Incident(kind=kind, subject=subject[:256], detail=detail, opened_at=now(), notified=False)
+        s.add(inc)
+        await s.flush()
+        skip = set(exclude_destinations)
+        dests = [a for a in settings.alerts if a.operator and a.name not in skip]
+        title = _TITLES.get(kind, "tgmonitor: {subject}").format(subject=subject)
+        body = _BODIES.get(kind, "{subject}: {detail}").format(subject=subject, detail=detail)
+        for d in dests:
+            key = f"incident:{inc.id}:{d.name}"
+            s.add(m.Alert(dedupe_key=key, code=_code(key), destination=d.name, kind="operator", post_id=None,
+                          entity_ids=[], also_in=[], title=title, body=body, status="pending", attempts=0,
+                          next_attempt_at=now(), created_at=now()))
+        inc.notified = bool(dests)
+    event(log, logging.ERROR, "incident", kind=kind, subject=subject, detail=detail,
+          operator_alerts=len(dests))
+    return True
+
+
+async def close_incidents(engine: AsyncEngine, kind: str, *, keep_open: Iterable[str] = (),
+                          subjects: Iterable[str] | None = None) -> int:
+    """Close the open incidents of ``kind`` whose subject is not in ``keep_open`` (limited to
+    ``subjects`` when given). Returns how many closed."""
+    keep = set(keep_open)
+    only = set(subjects) if subjects is not None else None
+    closed = 0
+    async with sessionmaker(engine).begin() as s:
+        rows = (await s.execute(select(m.Incident).where(m.Incident.kind == kind,
+                                                         m.Incident.closed_at.is_(None)))).scalars()
+        for inc in rows:
+            if inc.subject in keep or (only is not None and inc.subject not in only):
+                continue
+            inc.closed_at = now()
+            closed += 1
+            event(log, logging.INFO, "incident closed", kind=kind, subject=inc.subject)
+    return closed
+
+
+def _configured(settings: Settings) -> list[ChannelConfig]:
+    return [c for c in settings.channels if c.enabled]
+
+
+def _row_matches(row: m.Channel, c: ChannelConfig) -> bool:
+    return (c.id is not None and row.tg_id == c.id) or (c.username is not None and row.username == c.username)
+
+
+async def check_incidents(engine: AsyncEngine, settings: Settings) -> list[str]:
+    """Open and close the channel, count-gap and destination incidents; returns the ones opened now."""
+    opened: list[str] = []
+    async with sessionmaker(engine)() as s:
+        rows = list((await s.execute(select(m.Channel))).scalars())
+    configured = _configured(settings)
+    ours = [r for r in rows if any(_row_matches(r, c) for c in configured)]
+    subjects = {channel_subject(r.username, r.tg_id) for r in ours}
+
+    bad: dict[str, str] = {}
+    for r in ours:
+        if r.status == "unavailable":
+            bad[channel_subject(r.username, r.tg_id)] = r.status_reason or "unavailable"
+    for subj, why in bad.items():
+        if await open_incident(engine, settings, CHANNEL_UNAVAILABLE, subj, why):
+            opened.append(f"{CHANNEL_UNAVAILABLE}:{subj}")
+    await close_incidents(engine, CHANNEL_UNAVAILABLE, keep_open=bad, subjects=subjects)
+
+    gaps: dict[str, str] = {}
+    for r in ours:
+        # The server's count includes service messages and album members; seen_count counts every id seen,
+        # so once the history is complete the two agree up to deletions (which lower the server's count).
+        if r.backfill_done and r.server_count is not None:
+            missing = r.server_count - (r.seen_count or 0)
+            if missing > max(3, r.server_count // 100):
+                gaps[channel_subject(r.username, r.tg_id)] = (
+                    f"the server counts {r.server_count} messages, {r.seen_count or 0} were seen ({missing} missing)")
+    for subj, why in gaps.items():
+        if await open_incident(engine, settings, COUNT_GAP, subj, why):
+            opened.append(f"{COUNT_GAP}:{subj}")
+    await close_incidents(engine, COUNT_GAP, keep_open=gaps, subjects=subjects)
+
+    failing = await failing_destinations(engine, [a.name for a in settings.alerts])
+    for name, why in failing.items():
+        if await open_incident(engine, settings, DESTINATION_FAILING, name, why, exclude_destinations=[name]):
+            opened.append(f"{DESTINATION_FAILING}:{name}")
+    await close_incidents(engine, DESTINATION_FAILING, keep_open=failing)
+    return opened
+
+
+async def failing_destinations(engine: AsyncEngine, names: Sequence[str],
+                               at: datetime | None = None) -> dict[str, str]:
+    """Destinations with an alert failing for over an hour and nothing delivered in that hour."""
+    at = at or now()
+    since = at - FAILING_FOR
+    out: dict[str, str] = {}
+    async with sessionmaker(engine)() as s:
+        for name in names:
+            oldest = (await s.execute(
+                select(m.Alert.created_at, m.Alert.last_error)
+                .where(m.Alert.destination == name, m.Alert.status.in_(("pending", "failed")),
+                       m.Alert.attempts > 0, m.Alert.created_at < since)
+                .order_by(m.Alert.created_at).limit(1))).first()
+            if oldest is None:
+                continue
+            sent = (await s.execute(select(func.max(m.Alert.sent_at))
+                                    .where(m.Alert.destination == name, m.Alert.status == "sent"))).scalar_one()
+            if sent is not None and sent >= since:
+                continue
+            out[name] = (oldest.last_error or "delivery failed")[:300]
+    return out
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(slots=True)
+class ChannelStatus:
+    channel: str
+    source: str
+    status: str
+    last_poll: datetime | None
+    posts: int
+    cursor: int
+    lag_seconds: int | None  # since the last poll
+    last_post: datetime | None
+    last_error: str | None
+    lease_owner: str | None
+    configured: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel, "source": self.source, "status": self.status,
+            "last_poll": self.last_poll.isoformat() if self.last_poll else None, "posts": self.posts,
+            "cursor": self.cursor, "lag_seconds": self.lag_seconds,
+            "last_post": self.last_post.isoformat() if self.last_post else None,
+            "last_error": self.last_error, "lease_owner": self.lease_owner, "configured": self.configured,
+        }
+
+
+async def status_snapshot(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+    """Everything ``tgmonitor status`` shows, as plain data."""
+    t = now()
+    async with sessionmaker(engine)() as s:
+        rows = list((await s.execute(select(m.Channel).order_by(m.Channel.id))).scalars())
+        counts = dict((await s.execute(select(m.Post.channel_id, func.count()).group_by(m.Post.channel_id))).all())
+        outbox = dict((await s.execute(select(m.Alert.status, func.count()).group_by(m.Alert.status))).all())
+        incidents = list((await s.execute(select(m.Incident).where(m.Incident.closed_at.is_(None))
+                                          .order_by(m.Incident.opened_at))).scalars())
+        queued = (await s.execute(select(func.count()).select_from(m.BackfillRequest)
+                                  .where(m.BackfillRequest.status.in_(("queued", "running"))))).scalar_one()
+        nodes = list((await s.execute(select(m.ServiceNode).where(
+            m.ServiceNode.seen_at > t - timedelta(seconds=settings.schedule.lease_seconds)))).scalars())
+    configured = _configured(settings)
+    channels: list[ChannelStatus] = []
+    seen_cfg: set[str] = set()
+    for r in rows:
+        cfg = next((c for c in settings.channels if _row_matches(r, c)), None)
+        if cfg is not None:
+            seen_cfg.add(cfg.key)
+        channels.append(ChannelStatus(
+            channel=channel_subject(r.username, r.tg_id), source=r.source, status=r.status,
+            last_poll=r.last_poll_at, posts=int(counts.get(r.id, 0)), cursor=int(r.cursor or 0),
+            lag_seconds=int((t - r.last_poll_at).total_seconds()) if r.last_poll_at else None,
+            last_post=r.last_post_at, last_error=r.last_error,
+            lease_owner=r.lease_owner if r.lease_until and r.lease_until > t else None,
+            configured=cfg is not None and cfg.enabled))
+    for c in configured:
+        if c.key not in seen_cfg:
+            channels.append(ChannelStatus(channel=c.key, source=c.source, status="never polled", last_poll=None,
+                                          posts=0, cursor=0, lag_seconds=None, last_post=None, last_error=None,
+                                          lease_owner=None, configured=True))
+    return {
+        "channels": [c.as_dict() for c in channels],
+        "outbox": {k: int(outbox.get(k, 0)) for k in ("pending", "sent", "failed", "silent")}
+        | {k: int(v) for k, v in outbox.items()},
+        "incidents": [{"kind": i.kind, "subject": i.subject, "detail": i.detail,
+                       "opened_at": i.opened_at.isoformat()} for i in incidents],
+        "backfills_queued": int(queued),
+        "services": [{"owner": n.owner, "pid": n.pid, "seen_at": n.seen_at.isoformat()} for n in nodes],
+    }
+
+
+async def database_gauges(engine: AsyncEngine) -> dict[str, Any]:
+    """Counts for the Prometheus gauges (cheap aggregate queries)."""
+    async with sessionmaker(engine)() as s:
+        posts = (await s.execute(select(func.count()).select_from(m.Post))).scalar_one()
+        matches = (await s.execute(select(func.count()).select_from(m.Match))).scalar_one()
+        alerts = dict((await s.execute(select(m.Alert.status, func.count()).group_by(m.Alert.status))).all())
+        floods = (await s.execute(select(func.count()).select_from(m.FloodWait))).scalar_one()
+        chans = dict((await s.execute(select(m.Channel.status, func.count()).group_by(m.Channel.status))).all())
+    return {"posts": int(posts), "matches": int(matches), "alerts": {k: int(v) for k, v in alerts.items()},
+            "flood_waits": int(floods), "channels": {k: int(v) for k, v in chans.items()}}
