@@ -227,6 +227,19 @@ def load_env(config_path: Path | None) -> dict[str, str]:
     return merged
 
 
+def credential(env: Mapping[str, str], name: str) -> str | None:
+    """A systemd credential (``LoadCredential=NAME:/path``): ``$CREDENTIALS_DIRECTORY/NAME``, stripped, or
+    None. Keeps the session out of the environment, where children and /proc/PID/environ would see it."""
+    folder = env.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    try:
+        value = (Path(folder) / name).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return value or None
+
+
 def default_data_dir(config_path: Path | None, env: Mapping[str, str]) -> Path:
     """``TGMONITOR_DATA_DIR``, systemd's ``STATE_DIRECTORY``, else ``data/`` beside the config file
     (or in the working directory)."""
@@ -474,7 +487,8 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
     if factory is not None and not re.match(r"^[\w.]+:\w+$", factory):
         chk.fail("telegram.client_factory", "must be module:function", 'client_factory = "pkg.mod:make"')
     telegram = TelegramSettings(
-        api_id=api_id, api_hash=env.get("TG_API_HASH") or None, session=env.get("TG_SESSION") or None,
+        api_id=api_id, api_hash=env.get("TG_API_HASH") or credential(env, "tg_api_hash"),
+        session=env.get("TG_SESSION") or credential(env, "tg_session"),
         session_file=Path(session_file).expanduser() if session_file else data_dir / "tgmonitor.session",
         client_factory=factory, proxy=proxy,
     )

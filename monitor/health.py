@@ -8,6 +8,7 @@ that lasts a week still alerts once, and alerts again only if it comes back afte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import models as m
+from monitor.alerts.outbox import enqueue_operator_alert
 from monitor.config import ChannelConfig, Settings
 from monitor.db import is_sqlite, sessionmaker
 from monitor.logs import event
@@ -53,10 +55,6 @@ def channel_subject(username: str | None, tg_id: int | None) -> str:
     return f"@{username}" if username else str(tg_id)
 
 
-def _code(key: str) -> str:
-    return hashlib.sha1(key.encode()).hexdigest()[:8]
-
-
 async def _lock_subject(s: AsyncSession, kind: str, subject: str) -> None:
     # Several services on one PostgreSQL may notice the same problem at once: serialise per incident.
     if not is_sqlite(s.bind):  # type: ignore[arg-type]
@@ -78,17 +76,14 @@ async def open_incident(engine: AsyncEngine, settings: Settings, kind: str, subj
         s.add(inc)
         await s.flush()
         skip = set(exclude_destinations)
-        dests = [a for a in settings.alerts if a.operator and a.name not in skip]
+        # A failing destination is not told about itself (it would fail too); the other operators are.
+        targets = dataclasses.replace(settings, alerts=tuple(a for a in settings.alerts if a.name not in skip))
         title = _TITLES.get(kind, "tgmonitor: {subject}").format(subject=subject)
         body = _BODIES.get(kind, "{subject}: {detail}").format(subject=subject, detail=detail)
-        for d in dests:
-            key = f"incident:{inc.id}:{d.name}"
-            s.add(m.Alert(dedupe_key=key, code=_code(key), destination=d.name, kind="operator", post_id=None,
-                          entity_ids=[], also_in=[], title=title, body=body, status="pending", attempts=0,
-                          next_attempt_at=now(), created_at=now()))
+        dests = await enqueue_operator_alert(s, targets, title=title, body=body, key=f"incident:{inc.id}")
         inc.notified = bool(dests)
     event(log, logging.ERROR, "incident", kind=kind, subject=subject, detail=detail,
-          operator_alerts=len(dests))
+          operator_alerts=dests)
     return True
 
 

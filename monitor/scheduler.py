@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitor import backfill_queue, health
 from monitor import models as m
-from monitor.config import ChannelConfig, ConfigError, Settings, load_settings, parse_channel_ref
+from monitor.config import ChannelConfig, ConfigError, Settings, load_settings
 from monitor.db import is_sqlite, sessionmaker
 from monitor.ingest import Ingestor
 from monitor.jobs import PollReport, SessionDead, SourceJobs, source_jobs
@@ -565,20 +565,14 @@ class Service:
             finally:
                 self.backfill_running = None
 
-    def _backfill_channel(self, ref: str) -> ChannelConfig:
-        username, cid = parse_channel_ref(ref)
-        for c in self.settings.channels:
-            if (username and c.username == username) or (cid is not None and c.id == cid):
-                return c
-        source = "telethon" if (self.settings.telegram.api_id or self.settings.telegram.client_factory) else "web"
-        return ChannelConfig(username=username, id=cid, source=source)
-
     async def _run_backfill(self, req: m.BackfillRequest) -> None:
         assert self.rt is not None
         engine = self.rt.engine
+        from monitor.jobs.backfill import BackfillError, find_configured
+
         try:
-            cfg = self._backfill_channel(req.channel)
-        except ValueError as exc:
+            cfg = find_configured(self.settings, req.channel)
+        except BackfillError as exc:
             await backfill_queue.finish(engine, req.id, "failed", error=str(exc))
             return
         if cfg.source in self.dead_sources:

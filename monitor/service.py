@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
+from monitor import models as m
 from monitor.config import ChannelConfig, Settings
 from monitor.jobs import PollReport, SessionDead, source_jobs
+from monitor.lock import LockHeld, SessionLock, lock_path
 from monitor.logs import event
 from monitor.runtime import Runtime, open_runtime
 
@@ -49,7 +52,22 @@ async def deliver_due(rt: Runtime) -> int:
 
 
 async def run_once(settings: Settings) -> int:
-    """One cycle: poll every enabled channel, then one delivery attempt per due alert. Exit code."""
+    """One cycle: poll every enabled channel, then one delivery attempt per due alert. Exit code.
+
+    Takes the session lock like the service: a cycle beside a running service would share its session."""
+    lock = SessionLock(lock_path(settings))
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        event(log, logging.ERROR, str(exc))
+        return 1
+    try:
+        return await _run_once(settings)
+    finally:
+        lock.release()
+
+
+async def _run_once(settings: Settings) -> int:
     async with open_runtime(settings) as rt:
         try:
             await poll_all(rt)
@@ -68,3 +86,69 @@ def main(settings: Settings, config_path: Path | None) -> int:
     from monitor.scheduler import Service
 
     return asyncio.run(Service(settings, config_path).run())
+
+
+async def backfill_or_queue(
+    settings: Settings,
+    ref: str,
+    *,
+    since: datetime | None = None,
+    limit: int | None = None,
+    alert: bool = False,
+    progress: bool = True,
+) -> tuple[int, str]:
+    """``tgmonitor backfill``: run the backfill here, or, while a service holds the session lock, queue it
+    for the service and show its progress until it is done. Ctrl-C stops watching, not the backfill.
+    Returns (exit code, summary line)."""
+    from monitor.jobs.backfill import backfill_channel, find_configured
+
+    channel = find_configured(settings, ref)  # BackfillError (exit 2) for a channel that is not configured
+    lock = SessionLock(lock_path(settings))
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        return await _queue_and_watch(settings, channel.key, exc.pid, since=since, limit=limit, alert=alert,
+                                      progress=progress)
+    try:
+        return await backfill_channel(settings, ref, since=since, limit=limit, alert=alert, progress=progress)
+    finally:
+        lock.release()
+
+
+async def _queue_and_watch(settings: Settings, key: str, pid: int | None, *, since: datetime | None,
+                           limit: int | None, alert: bool, progress: bool) -> tuple[int, str]:
+    import asyncio
+    import sys
+
+    from tqdm import tqdm
+
+    from monitor import backfill_queue
+    from monitor.db import create_engine
+
+    engine = create_engine(settings.database.url)
+    try:
+        req = await backfill_queue.queue_backfill(engine, key, since=since, limit=limit, alert=alert)
+        who = f"process {pid}" if pid else "another process"
+        print(f"the service ({who}) holds the Telegram session: backfill of {key} queued as request #{req}; "
+              f"it runs there (Ctrl-C stops watching, not the backfill)", file=sys.stderr)
+        bar = tqdm(total=None, unit=" posts", desc=f"backfill {key} (service)", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+
+        def show(row: m.BackfillRequest) -> None:
+            if row.total is not None and row.total != bar.total:
+                bar.total = max(row.total, row.stored)
+            bar.update(max(0, row.stored - bar.n))
+            bar.set_postfix_str(row.status)
+
+        try:
+            row = await backfill_queue.watch(engine, req, show)
+        except asyncio.CancelledError:
+            return 0, f"stopped watching; the service goes on with the backfill of {key} (request #{req})"
+        finally:
+            bar.close()
+        if row.status == "failed":
+            return 1, f"{key}: backfill failed in the service: {row.error}"
+        return 0, f"{key}: {row.stored} posts stored by the service (request #{req})"
+    finally:
+        await engine.dispose()
+

@@ -41,13 +41,15 @@ def backfill_cmd(state: CliState, channel: str, since: str | None, limit: int | 
       tgmonitor backfill rian_ru --since 2025-01-01 --limit 5000
       tgmonitor backfill https://t.me/rian_ru --alert
     """
-    from monitor.jobs.backfill import BackfillError, backfill_channel
+    from monitor.jobs.backfill import BackfillError
+    from monitor.service import backfill_or_queue
 
     when = _parse_since(since)
     s = state.settings()
     try:
-        code, message = run(backfill_channel(s, channel, since=when, limit=limit, alert=alert,
-                                             progress=not no_progress))
+        # While the service holds the session lock, the backfill is queued for it and watched from here.
+        code, message = run(backfill_or_queue(s, channel, since=when, limit=limit, alert=alert,
+                                              progress=not no_progress))
     except BackfillError as exc:
         fail(str(exc), exc.code)
     if code:

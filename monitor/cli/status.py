@@ -1,0 +1,91 @@
+"""``tgmonitor status``: per channel last poll, posts, cursor, lag, last error, status; outbox counts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from monitor.cli.app import EXIT_FAILURE, CliState, fail, main, pass_state, run
+from monitor.logs import redact
+
+
+async def collect_status(state_settings: Any) -> dict[str, Any]:
+    """The snapshot plus whether a service holds the session lock (read-only: no migration)."""
+    from monitor.db import create_engine
+    from monitor.health import status_snapshot
+    from monitor.lock import holder, lock_path
+
+    engine = create_engine(state_settings.database.url)
+    try:
+        snap = await status_snapshot(engine, state_settings)
+    finally:
+        await engine.dispose()
+    pid = holder(lock_path(state_settings))
+    snap["service"] = {"running": pid is not None, "pid": pid or None}
+    return snap
+
+
+def _ago(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def render_table(snap: dict[str, Any]) -> str:
+    """The human form: a channel table, then outbox, incidents and services."""
+    svc = snap["service"]
+    lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"]
+    head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", "LAST ERROR")
+    rows = [head]
+    for c in snap["channels"]:
+        err = (c["last_error"] or "").replace("\n", " ")
+        rows.append((c["channel"] + ("" if c["configured"] else " (not configured)"), c["source"], c["status"],
+                     (c["last_poll"] or "never")[:19].replace("T", " "), _ago(c["lag_seconds"]), str(c["posts"]),
+                     str(c["cursor"]), err[:60] + ("…" if len(err) > 60 else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    ob = snap["outbox"]
+    lines.append("")
+    lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in ob.items()))
+    if snap["backfills_queued"]:
+        lines.append(f"backfills queued or running: {snap['backfills_queued']}")
+    if snap["services"]:
+        lines.append("services: " + ", ".join(f"{n['owner']} (pid {n['pid']})" for n in snap["services"]))
+    for i in snap["incidents"]:
+        lines.append(f"incident: {i['kind']} {i['subject']} since {i['opened_at'][:19]}: {i['detail'] or ''}")
+    return "\n".join(lines)
+
+
+@main.command("status")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Human table or one JSON document.")
+@pass_state
+def status_cmd(state: CliState, fmt: str) -> None:
+    """Show each channel's last poll, posts stored, cursor, lag, last error and status, and the outbox.
+
+    LAG is the time since the channel's last poll. Works while the service runs (it only reads).
+
+    \b
+    Examples:
+      tgmonitor status
+      tgmonitor --config /etc/tgmonitor/tgmonitor.toml status --format json | jq '.outbox'
+    """
+    s = state.settings()
+    try:
+        snap = run(collect_status(s))
+    except Exception as exc:  # an unreachable or never-migrated database: one line, not a traceback
+        fail(redact(f"status: cannot read the database ({type(exc).__name__}: {exc}); is it created? "
+             "(tgmonitor db upgrade)"), EXIT_FAILURE)
+    if fmt == "json":
+        click.echo(json.dumps(snap, ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_table(snap))
