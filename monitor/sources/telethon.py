@@ -1,0 +1,440 @@
+"""Telegram through Telethon: the client (from a factory), channel resolution, message pages → ``Post`` values.
+
+Nothing here touches the database: :mod:`monitor.jobs.telethon` decides what to fetch and stores it. Each
+network method of :class:`TelethonSource` makes exactly one MTProto request (``find_in_dialogs`` may page),
+so the caller can take one token of the request budget per call.
+
+The client comes from ``[telegram] client_factory`` / ``TGMONITOR_CLIENT_FACTORY`` ("module:function",
+called as ``factory(settings)``, returning an unconnected ``TelegramClient``); by default a real client with
+the session from ``TG_SESSION`` (a StringSession) or the session file, the configured proxy and
+``flood_sleep_threshold=0`` so that every flood wait reaches us instead of sleeping inside Telethon.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from telethon import TelegramClient, errors, utils
+from telethon.sessions import StringSession
+from telethon.tl import functions, types
+
+from monitor.posts import ForwardOrigin, Post, utc
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
+
+#: Messages per GetHistory request (Telegram's maximum).
+PAGE = 100
+#: An album whose newest member is younger than this may still be arriving: a poll leaves it for the next.
+ALBUM_SETTLE = timedelta(seconds=60)
+
+LOGIN_MESSAGE = ("the Telegram session is not authorised (revoked, expired or never logged in): "
+                 "run `tgmonitor login` again")
+
+#: Errors meaning the session can no longer be used: stop, do not retry (exit 78).
+SESSION_DEAD_ERRORS: tuple[type[BaseException], ...] = (
+    errors.AuthKeyUnregisteredError,
+    errors.SessionRevokedError,
+    errors.SessionExpiredError,
+    errors.UserDeactivatedError,
+    errors.UserDeactivatedBanError,
+    errors.AuthKeyDuplicatedError,
+    errors.AuthKeyInvalidError,
+    errors.AuthKeyPermEmptyError,
+    errors.SessionPasswordNeededError,
+)
+
+#: Errors meaning this one channel cannot be read (private, banned, gone, a bad name): mark it unavailable.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    errors.ChannelPrivateError,
+    errors.ChannelInvalidError,
+    errors.ChannelPublicGroupNaError,
+    errors.UsernameNotOccupiedError,
+    errors.UsernameInvalidError,
+    errors.PeerIdInvalidError,
+)
+
+
+class ClientSetupError(Exception):
+    """No Telegram client can be built (missing API credentials or session, a broken factory)."""
+
+
+class NotAChannel(Exception):
+    """The name resolves to a user, bot or group that is not a channel we can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """What resolution learns about a channel; stored so that polls never resolve again."""
+
+    id: int  # bare channel id
+    access_hash: int
+    title: str | None
+    username: str | None  # lower-case, no @
+
+
+@dataclass(slots=True)
+class Page:
+    """One GetHistory answer: messages (service messages included, MessageEmpty dropped) and the server's
+    total message count of the channel."""
+
+    messages: list[Any]
+    total: int | None
+    chat: ChannelInfo | None = None  # the channel as the answer describes it (renames show up here)
+
+
+# --------------------------------------------------------------------------- the client
+
+
+def load_factory(spec: str) -> Callable[[Settings], TelegramClient]:
+    """Import ``module:function``; ClientSetupError naming the spec when it cannot be used."""
+    mod_name, _, func_name = spec.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ClientSetupError(f"client_factory {spec!r}: module {mod_name!r} cannot be imported ({exc})") from None
+    factory = getattr(module, func_name, None)
+    if not callable(factory):
+        raise ClientSetupError(f"client_factory {spec!r}: {mod_name} has no function {func_name!r}")
+    return factory  # type: ignore[no-any-return]
+
+
+def make_client(settings: Settings) -> TelegramClient:
+    """An unconnected client: the configured factory's, else :func:`default_client`."""
+    spec = settings.telegram.client_factory
+    if spec:
+        try:
+            client = load_factory(spec)(settings)
+        except ClientSetupError:
+            raise
+        except Exception as exc:  # a factory is user code: its failure is a setup problem, not a crash
+            raise ClientSetupError(f"client_factory {spec!r} failed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(client, TelegramClient):
+            raise ClientSetupError(f"client_factory {spec!r} returned {type(client).__name__}, not a TelegramClient")
+        return client
+    return default_client(settings)
+
+
+def session_path(settings: Settings) -> Path:
+    """The session file Telethon uses (it appends ``.session`` when the name lacks it)."""
+    p = settings.telegram.session_file or settings.data_dir / "tgmonitor.session"
+    return p if p.name.endswith(".session") else p.with_name(p.name + ".session")
+
+
+def prepare_session_file(path: Path) -> None:
+    """Create the session file (and its folder) private before Telethon's SQLite opens it: the session is
+    a full-account credential, so it must never exist world-readable, not even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def default_client(settings: Settings, *, session: Any = None, create_session_file: bool = False) -> TelegramClient:
+    """A real Telethon client: TG_API_ID/TG_API_HASH, the StringSession from TG_SESSION or the session file,
+    the proxy from ``[telegram] proxy``; ``flood_sleep_threshold=0`` (flood waits are ours to schedule)."""
+    tg = settings.telegram
+    if not tg.api_id or not tg.api_hash:
+        raise ClientSetupError("TG_API_ID and TG_API_HASH are not set (get them at my.telegram.org and put them "
+                               "in .env beside the config), then run `tgmonitor login`")
+    if session is None:
+        if tg.session:
+            try:
+                session = StringSession(tg.session)
+            except ValueError:
+                raise ClientSetupError("TG_SESSION is not a valid session string: run "
+                                       "`tgmonitor login --print-session` again") from None
+        else:
+            path = session_path(settings)
+            if not path.exists() and not create_session_file:
+                raise ClientSetupError(f"no Telegram session ({path} does not exist and TG_SESSION is not set): "
+                                       "run `tgmonitor login`")
+            prepare_session_file(path)
+            session = str(path)
+    kwargs: dict[str, Any] = {}
+    if tg.proxy:
+        connection, proxy = parse_proxy(tg.proxy)
+        kwargs["proxy"] = proxy
+        if connection is not None:
+            kwargs["connection"] = connection
+    return TelegramClient(session, tg.api_id, tg.api_hash, flood_sleep_threshold=0, receive_updates=False,
+                          device_model="tgmonitor", **kwargs)
+
+
+def parse_proxy(url: str) -> tuple[Any, Any]:
+    """``socks5://user:pass@host:port``, ``socks4://…``, ``http://…`` → (None, python-socks proxy dict);
+    ``mtproxy://SECRET@host:port`` → (the MTProxy connection class, (host, port, secret))."""
+    u = urlsplit(url)
+    if not u.hostname or not u.port:
+        raise ClientSetupError("[telegram] proxy needs a host and a port, e.g. socks5://user:pass@127.0.0.1:1080")
+    if u.scheme == "mtproxy":
+        from telethon.network.connection import ConnectionTcpMTProxyRandomizedIntermediate
+
+        secret = unquote(u.username or "")
+        if not secret:
+            raise ClientSetupError("[telegram] proxy: an MTProxy URL needs the secret, e.g. mtproxy://SECRET@host:443")
+        return ConnectionTcpMTProxyRandomizedIntermediate, (u.hostname, u.port, secret)
+    proxy: dict[str, Any] = {"proxy_type": u.scheme, "addr": u.hostname, "port": u.port, "rdns": True}
+    if u.username:
+        proxy["username"] = unquote(u.username)
+    if u.password:
+        proxy["password"] = unquote(u.password)
+    return None, proxy
+
+
+def is_session_dead(exc: BaseException) -> bool:
+    return isinstance(exc, SESSION_DEAD_ERRORS)
+
+
+# --------------------------------------------------------------------------- messages → posts
+
+
+def is_service(msg: Any) -> bool:
+    """Pins, title changes, "channel created": they take ids but are not posts."""
+    return isinstance(msg, types.MessageService)
+
+
+def _forward(msg: Any) -> ForwardOrigin | None:
+    fwd = getattr(msg, "fwd_from", None)
+    if fwd is None:
+        return None
+    channel_id = None
+    src = fwd.from_id
+    if isinstance(src, types.PeerChannel):
+        channel_id = src.channel_id
+    name = fwd.from_name or fwd.post_author
+    forward = getattr(msg, "forward", None)  # set by iter_messages from the answer's chats
+    chat = getattr(forward, "chat", None) if forward is not None else None
+    if chat is not None and getattr(chat, "title", None):
+        name = chat.title
+    return ForwardOrigin(channel_id=channel_id, message_id=fwd.channel_post, name=name)
+
+
+def _link_preview(msg: Any) -> str | None:
+    media = getattr(msg, "media", None)
+    if isinstance(media, types.MessageMediaWebPage) and isinstance(media.webpage, types.WebPage):
+        parts = [media.webpage.title, media.webpage.description]
+        text = "\n".join(p for p in parts if p)
+        return text or None
+    return None
+
+
+def to_post(msg: Any) -> Post:
+    """One (non-service) message as a Post; ``.message`` is the raw text (for media: the caption)."""
+    media = getattr(msg, "media", None)
+    raw: dict[str, Any] = {}
+    if media is not None:
+        raw["media"] = type(media).__name__
+    if getattr(msg, "post_author", None):
+        raw["author"] = msg.post_author
+    return Post(
+        message_id=msg.id,
+        date=utc(msg.date),
+        text=msg.message or "",
+        edit_date=utc(msg.edit_date) if msg.edit_date else None,
+        views=msg.views,
+        forwards=msg.forwards,
+        forward=_forward(msg),
+        album_id=msg.grouped_id,
+        link_preview=_link_preview(msg),
+        raw=raw or None,
+    )
+
+
+def album_post(msgs: Sequence[Any]) -> Post:
+    """An album (messages sharing a ``grouped_id``) as one Post: the lowest id, the caption(s) as text."""
+    ordered = sorted(msgs, key=lambda m: m.id)
+    first = to_post(ordered[0])
+    if len(ordered) == 1:
+        return replace(first, member_ids=(ordered[0].id,)) if ordered[0].grouped_id else first
+    captions = [m.message for m in ordered if m.message]
+    edits = [utc(m.edit_date) for m in ordered if m.edit_date]
+    views = [m.views for m in ordered if m.views is not None]
+    return replace(
+        first,
+        text="\n\n".join(captions),
+        edit_date=max(edits) if edits else None,
+        views=max(views) if views else None,
+        forward=first.forward or next((f for f in (_forward(m) for m in ordered) if f), None),
+        member_ids=tuple(m.id for m in ordered),
+        link_preview=first.link_preview or next((p for p in (_link_preview(m) for m in ordered) if p), None),
+    )
+
+
+def assemble(msgs: Sequence[Any]) -> list[Post]:
+    """Messages (any order, service ones included) → Posts in id order, albums merged, service skipped."""
+    groups: dict[int, list[Any]] = {}
+    singles: list[Any] = []
+    for m in msgs:
+        if m is None or is_service(m) or isinstance(m, types.MessageEmpty):
+            continue
+        if m.grouped_id:
+            groups.setdefault(m.grouped_id, []).append(m)
+        else:
+            singles.append(m)
+    posts = [to_post(m) for m in singles] + [album_post(g) for g in groups.values()]
+    posts.sort(key=lambda p: p.message_id)
+    return posts
+
+
+def trailing_group(msgs: Sequence[Any]) -> int:
+    """How many messages at the end of ``msgs`` (ascending ids) belong to the last message's album."""
+    if not msgs or not getattr(msgs[-1], "grouped_id", None):
+        return 0
+    g = msgs[-1].grouped_id
+    n = 0
+    for m in reversed(msgs):
+        if getattr(m, "grouped_id", None) != g:
+            break
+        n += 1
+    return n
+
+
+def leading_group(msgs: Sequence[Any]) -> int:
+    """How many messages at the start of ``msgs`` (ascending ids) belong to the first message's album."""
+    if not msgs or not getattr(msgs[0], "grouped_id", None):
+        return 0
+    g = msgs[0].grouped_id
+    n = 0
+    for m in msgs:
+        if getattr(m, "grouped_id", None) != g:
+            break
+        n += 1
+    return n
+
+
+def channel_info(chat: Any) -> ChannelInfo | None:
+    """A ``types.Channel`` as ChannelInfo (None for anything else, e.g. ``ChannelForbidden``)."""
+    if not isinstance(chat, types.Channel) or chat.access_hash is None:
+        return None
+    username = chat.username
+    if not username and getattr(chat, "usernames", None):
+        active = [u.username for u in chat.usernames if getattr(u, "active", False)]
+        username = active[0] if active else None
+    return ChannelInfo(id=chat.id, access_hash=chat.access_hash, title=chat.title,
+                       username=username.lower() if username else None)
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+class TelethonSource:
+    """The Telegram calls the jobs make, each one request, each answering plain values."""
+
+    def __init__(self, client: TelegramClient) -> None:
+        self.client = client
+
+    async def open(self) -> None:
+        """Connect; raise a session-dead error when the account is not logged in (asked of the client)."""
+        if not self.client.is_connected():
+            await self.client.connect()
+        if not await self.client.is_user_authorized():
+            raise errors.AuthKeyUnregisteredError(request=None)
+
+    async def close(self) -> None:
+        if self.client.is_connected():
+            await self.client.disconnect()
+
+    @staticmethod
+    def peer(channel_id: int, access_hash: int) -> types.InputPeerChannel:
+        """The input peer built from what we stored: no resolution, no request."""
+        return types.InputPeerChannel(channel_id=channel_id, access_hash=access_hash)
+
+    async def resolve_username(self, username: str) -> ChannelInfo:
+        """``contacts.ResolveUsername`` (the call Telegram punishes hardest: use once per channel)."""
+        r = await self.client(functions.contacts.ResolveUsernameRequest(username=username))
+        if isinstance(r.peer, types.PeerChannel):
+            for chat in r.chats:
+                if chat.id == r.peer.channel_id:
+                    info = channel_info(chat)
+                    if info is not None:
+                        return info
+                    raise errors.ChannelPrivateError(request=None)
+        raise NotAChannel(f"@{username} is not a channel")
+
+    def cached(self, channel_id: int) -> ChannelInfo | None:
+        """The channel from the session's entity cache (no request), if the session has seen it."""
+        try:
+            peer = self.client.session.get_input_entity(utils.get_peer_id(types.PeerChannel(channel_id)))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if isinstance(peer, types.InputPeerChannel) and peer.access_hash:
+            return ChannelInfo(id=channel_id, access_hash=peer.access_hash, title=None, username=None)
+        return None
+
+    async def channel_by_id(self, channel_id: int) -> ChannelInfo | None:
+        """``channels.GetChannels`` with a zero access hash (accepted for channels the account can see)."""
+        r = await self.client(functions.channels.GetChannelsRequest(
+            id=[types.InputChannel(channel_id=channel_id, access_hash=0)]))
+        for chat in r.chats:
+            if chat.id == channel_id:
+                return channel_info(chat)
+        return None
+
+    async def find_in_dialogs(self, channel_id: int) -> ChannelInfo | None:
+        """Look for a joined channel among the account's dialogs (``messages.GetDialogs``)."""
+        async for d in self.client.iter_dialogs(ignore_migrated=True):
+            if isinstance(d.entity, types.Channel) and d.entity.id == channel_id:
+                return channel_info(d.entity)
+        return None
+
+    async def dialog_tops(self, peers: Sequence[types.InputPeerChannel]) -> tuple[dict[int, int], list[ChannelInfo]]:
+        """One ``messages.GetPeerDialogs`` for up to 100 joined channels: their newest message ids (channels the
+        account has not joined are absent) and the channels as Telegram describes them now."""
+        r = await self.client(functions.messages.GetPeerDialogsRequest(
+            peers=[types.InputDialogPeer(peer=p) for p in peers]))
+        tops: dict[int, int] = {}
+        for d in r.dialogs:
+            if isinstance(d.peer, types.PeerChannel):
+                tops[d.peer.channel_id] = d.top_message
+        infos = [i for i in (channel_info(c) for c in r.chats) if i is not None]
+        return tops, infos
+
+    async def history_after(self, peer: types.InputPeerChannel, min_id: int, limit: int = PAGE) -> Page:
+        """The oldest ``limit`` messages with an id above ``min_id``, oldest first (``iter_messages`` with
+        ``min_id`` and ``reverse``: one GetHistory request with offset_id=min_id+1, add_offset=-limit)."""
+        it = self.client.iter_messages(peer, limit=limit, min_id=min_id, reverse=True, wait_time=0)
+        msgs = [m async for m in it]
+        return Page(msgs, getattr(it, "total", None), _page_chat(msgs))
+
+    async def history_before(self, peer: types.InputPeerChannel, offset_id: int, limit: int = PAGE) -> Page:
+        """The newest ``limit`` messages with an id below ``offset_id`` (0: the newest), newest first."""
+        it = self.client.iter_messages(peer, limit=limit, offset_id=offset_id, wait_time=0)
+        msgs = [m async for m in it]
+        return Page(msgs, getattr(it, "total", None), _page_chat(msgs))
+
+    async def server_count(self, peer: types.InputPeerChannel) -> tuple[int, int]:
+        """(the server's message count, the newest id): one GetHistory with limit 1."""
+        r = await self.client.get_messages(peer, limit=1)
+        newest = r[0].id if r else 0
+        return int(r.total or 0), newest
+
+    async def by_ids(self, peer: types.InputPeerChannel, ids: Sequence[int]) -> dict[int, Any]:
+        """``channels.GetMessages`` for ≤ 100 ids: id → message, or None when it is gone."""
+        msgs = await self.client.get_messages(peer, ids=list(ids))
+        return {i: (m if m is not None and not isinstance(m, types.MessageEmpty) else None)
+                for i, m in zip(ids, msgs, strict=True)}
+
+
+def _page_chat(msgs: Sequence[Any]) -> ChannelInfo | None:
+    for m in msgs:
+        chat = getattr(m, "chat", None)
+        if chat is not None:
+            return channel_info(chat)
+    return None
+
+
+def sorted_by_date(posts: Sequence[Post]) -> list[Post]:
+    return sorted(posts, key=lambda p: (p.date, p.message_id))
+
+
+def newest_date(msgs: Sequence[Any]) -> datetime | None:
+    dates = [utc(m.date) for m in msgs if getattr(m, "date", None)]
+    return max(dates) if dates else None
