@@ -94,6 +94,9 @@ class Channel(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=now)
+    # The [[channels]] entry this row was resolved from (``@name`` or the id): a channel renamed on Telegram
+    # keeps its row (and is never resolved again) while the config still names it by its old username.
+    config_ref: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class Post(Base):
