@@ -12,22 +12,25 @@ after the text), so a one-word query for either reading finds the post.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqlalchemy import text as sql
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 __all__ = [
     "ParsedQuery",
     "QueryError",
+    "build_index",
     "fts5_query",
     "lemmas_of",
     "lemmatize",
     "mark_snippet",
     "parse_query",
+    "pending",
     "sync_index",
     "websearch_query",
 ]
@@ -238,3 +241,63 @@ def mark_spans(text: str, spans: list[tuple[int, int]], *, width: int = 160,
     out.append(text[pos:hi])
     body = " ".join("".join(out).split())
     return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
+
+
+# ------------------------------------------------------------------------------ (re)building the index
+
+_PENDING = sql("SELECT 1 FROM posts WHERE search_lemmas IS NULL LIMIT 1")  # ix_posts_search_pending
+
+
+async def pending(engine: AsyncEngine) -> bool:
+    """True when SQLite has posts not in the search index yet (stored before migration 0003, or after
+    ``build_index(rebuild=True)`` started). Always False on PostgreSQL, which indexes by itself."""
+    if engine.dialect.name != "sqlite":
+        return False
+    async with engine.connect() as conn:
+        return (await conn.execute(_PENDING)).first() is not None
+
+
+async def build_index(
+    engine: AsyncEngine,
+    *,
+    rebuild: bool = False,
+    chunk: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Index every SQLite post whose shadow text is missing; ``rebuild=True`` redoes all of them (after a
+    pymorphy3 dictionary upgrade, or if the FTS table was damaged). Returns the number of posts indexed.
+
+    Safe beside a running service: each chunk is one short write transaction that re-checks, under the
+    write lock, that a post is still unindexed and its text unchanged (the store may have indexed or
+    edited it meanwhile). Lemmatising runs in a worker thread, off the event loop."""
+    if engine.dialect.name != "sqlite":
+        return 0
+    if rebuild:
+        async with engine.begin() as conn:
+            await conn.execute(sql("UPDATE posts SET search_lemmas = NULL"))
+            await conn.execute(sql("INSERT INTO posts_fts (posts_fts) VALUES ('delete-all')"))
+    done = 0
+    last = 0
+    while True:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(
+                sql("SELECT id, text FROM posts WHERE search_lemmas IS NULL AND id > :last ORDER BY id LIMIT :n"),
+                {"last": last, "n": chunk})).all()
+        if not rows:
+            return done
+        last = rows[-1][0]
+        shadow = await asyncio.to_thread(lambda rs=rows: [(i, t or "", lemmatize(t or "")) for i, t in rs])
+        async with engine.begin() as conn:
+            # A write first, so this transaction holds SQLite's write lock before it reads the chunk again.
+            await conn.execute(sql("UPDATE posts SET search_lemmas = NULL WHERE 0"))
+            still = {i: t for i, t in (await conn.execute(
+                sql("SELECT id, text FROM posts WHERE search_lemmas IS NULL AND id BETWEEN :lo AND :hi"),
+                {"lo": rows[0][0], "hi": last})).all()}
+            todo = [(i, lem) for i, t, lem in shadow if still.get(i) == t]
+            if todo:
+                await conn.execute(sql("UPDATE posts SET search_lemmas = :lemmas WHERE id = :id"),
+                                   [{"id": i, "lemmas": lem} for i, lem in todo])
+                await conn.execute(_FTS_INSERT, [{"id": i, "lemmas": lem} for i, lem in todo])
+        done += len(todo)
+        if progress is not None:
+            progress(done)

@@ -48,6 +48,16 @@ class BatchResult:
     saved: list[SavedPost] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Rematch:
+    """New matches for the current ``version`` of a stored post (see ``Store.replace_matches``)."""
+
+    post_id: int
+    version: int
+    matches: list[Match]
+    preview_matches: list[Match] = field(default_factory=list)
+
+
 class OutboxPlanner(Protocol):
     """Adds outbox rows for freshly saved posts, inside the store's transaction (alerts/outbox.py)."""
 
@@ -278,6 +288,30 @@ class Store:
                     channel.last_post_at = newest
             channel.seen_count = (channel.seen_count or 0) + seen
         return result
+
+    async def replace_matches(self, changes: Sequence[Rematch]) -> int:
+        """Replace the stored matches of posts with freshly computed ones (``tgmonitor rematch`` after a
+        watchlist change), in one transaction, without outbox rows: a rematch never alerts.
+
+        A post whose version moved on since it was read (edited meanwhile) is skipped: the edit was
+        matched when it was stored. Returns the number of posts updated."""
+        if not changes:
+            return 0
+        async with self.sessions.begin() as s:
+            current: dict[int, int] = {}
+            for chunk in _chunks([c.post_id for c in changes], 500):
+                current.update((await s.execute(select(m.Post.id, m.Post.version)
+                                                .where(m.Post.id.in_(chunk)))).tuples().all())
+            todo = [c for c in changes if current.get(c.post_id) == c.version]
+            rows: list[dict[str, object]] = []
+            for c in todo:
+                rows += [_match_values(c.post_id, mt, c.version, False) for mt in c.matches]
+                rows += [_match_values(c.post_id, mt, c.version, True) for mt in c.preview_matches]
+            for chunk in _chunks([c.post_id for c in todo], 500):
+                await s.execute(delete(m.Match).where(m.Match.post_id.in_(chunk)))
+            for chunk in _chunks(rows, 1000):
+                await s.execute(insert(m.Match), chunk)
+            return len(todo)
 
     async def mark_deleted(self, channel_id: int, message_ids: Iterable[int]) -> int:
         """Mark posts deleted on Telegram; they stay in the archive."""

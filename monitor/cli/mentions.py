@@ -2,38 +2,53 @@
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 
 import click
 
-from monitor import archive
-from monitor.cli.app import CliState, main, pass_state, run
+from monitor import archive, fulltext
+from monitor.cli.app import CliState, main, pass_state
+from monitor.cli.archive import clip, filter_options, run_archive, write_records
 from monitor.runtime import open_runtime
+
+MENTION_FIELDS = ("channel", "message_id", "date", "entity", "surface", "link", "snippet")
+
+
+def _table_line(mt: archive.Mention) -> str:
+    context = fulltext.mark_spans(mt.text, [(mt.start, mt.end)], width=80)
+    return (f"{mt.date:%Y-%m-%d %H:%M}  {clip(mt.channel, 20):20}  {clip(mt.entity, 20):20}  "
+            f"{clip(context, 90):90}  {mt.link}")
 
 
 @main.command("mentions")
-@click.option("--entity", "entities", multiple=True, help="Only this entity (name or id); repeatable.")
-@click.option("--channel", "channels", multiple=True, help="Only this channel (@name or title); repeatable.")
+@filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N mentions (default: all).")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table",
+              show_default=True)
 @pass_state
-def mentions_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, ...], limit: int | None,
-                 fmt: str) -> None:
-    """List stored mentions, newest first.
+def mentions_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, ...], since: datetime | None,
+                 until: datetime | None, limit: int | None, fmt: str) -> None:
+    """List stored mentions, newest first: date, channel, entity, the words in context, link.
+
+    jsonl/json/csv records: channel, message_id, date, entity, surface, link, snippet (matched words
+    marked **like this**).
 
     \b
     Examples:
       tgmonitor mentions --format jsonl > mentions.jsonl
-      tgmonitor mentions --entity Росатом --limit 20
+      tgmonitor mentions --entity Росатом --since 2025-01-01 --until 2025-01-31
+      tgmonitor mentions --channel @delovoy --since 7d --limit 20
     """
     s = state.settings()
 
     async def go() -> None:
         async with open_runtime(s) as rt:
-            async for mt in archive.iter_mentions(rt.engine, entities=entities, channels=channels, limit=limit):
-                if fmt == "jsonl":
-                    click.echo(json.dumps(mt.as_dict(), ensure_ascii=False))
-                else:
-                    click.echo(f"{mt.date:%Y-%m-%d %H:%M}  {mt.channel:20}  {mt.entity:24}  {mt.surface:24}  {mt.link}")
+            records = archive.iter_mentions(rt.engine, entities=entities, channels=channels, since=since,
+                                            until=until, limit=limit)
+            n = await write_records(
+                records, fmt, fields=MENTION_FIELDS,
+                table=_table_line)
+            if fmt == "table" and n == 0:
+                click.echo("no mentions found", err=True)
 
-    run(go())
+    run_archive(go())
