@@ -66,8 +66,10 @@ class SendResult:
 
 def _scrub(text: str, url: str) -> str:
     """Remove any token-like part of ``url`` from an error message (Apprise may echo paths)."""
-    for part in re.split(r"[/:@?&=]+", url.split("://", 1)[-1]):
-        if len(part) >= 6:
+    rest = url.split("://", 1)[-1]
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":")[0]
+    for part in re.split(r"[/:@?&=]+", rest):
+        if len(part) >= 6 and part != host:
             text = text.replace(part, "***")
     return redact(text)
 
@@ -78,6 +80,9 @@ async def send(dest: AlertDestination, msg: Message) -> SendResult:
         sys.stdout.write(f"{msg.title}\n{msg.body}\n\n")
         sys.stdout.flush()
         return SendResult(True)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # Apprise's own log lines repeat what we report ourselves (with the URL redacted)
+        logging.getLogger("apprise").propagate = False
     ap = apprise.Apprise()
     if not ap.add(dest.url):
         return SendResult(False, f"not a usable Apprise URL ({redact_url(dest.url)})")
@@ -89,7 +94,8 @@ async def send(dest: AlertDestination, msg: Message) -> SendResult:
 
     try:
         result = await ap.async_notify(body=msg.body, title=msg.title, body_format=_FORMATS[dest.format],
-                                       timeout=SEND_TIMEOUT, log_callback=collect)
+                                       timeout=SEND_TIMEOUT, log_callback=collect,
+                                       log_level=logging.WARNING)
     except Exception as exc:  # a plugin bug must not take the delivery loop down
         return SendResult(False, _scrub(f"{type(exc).__name__}: {exc}", dest.url))
     if result:
