@@ -52,7 +52,7 @@ _VOWELS = frozenset("аеиоуыэюяё")
 _ABBR_ENDINGS = ("а", "у", "ом", "е", "ы", "ов", "ам", "ами", "ах")
 
 _MAX_HYPHEN_VARIANTS = 3  # hyphens per alias that get space/joined variants (3**n growth)
-_MAX_TRANSLIT = 24
+_MAX_TRANSLIT = 8
 
 
 @lru_cache(maxsize=1)
@@ -346,10 +346,10 @@ def _hyphen_variants(form: str, limit: int = _MAX_HYPHEN_VARIANTS) -> set[str]:
     return out
 
 
-def _quote_variants(words: list[str]) -> set[str]:
-    """Multiword forms with an opening «» before any word after the first (НАК «Казатомпром»)."""
+def _quote_variants(words: list[str], positions: tuple[int, ...]) -> set[str]:
+    """Multiword forms with an opening « before the words at ``positions`` (НАК «Казатомпром»)."""
     out = {" ".join(words)}
-    for k in range(1, len(words)):
+    for k in positions:
         out.add(" ".join(words[:k]) + " «" + " ".join(words[k:]))
     return out
 
@@ -392,7 +392,8 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
     low = [w.lower() for w in words]
     fixed = [q or not _is_cyr(w) or _is_abbr(w) for w, q in zip(words, quoted, strict=True)]
     per: list[SlotForms] = []
-    if _is_name_like([w for w, f in zip(words, fixed, strict=True) if not f]) and not all(fixed):
+    name_like = _is_name_like([w for w, f in zip(words, fixed, strict=True) if not f]) and not all(fixed)
+    if name_like:
         for w, f in zip(low, fixed, strict=True):
             per.append(_fixed(w) if f else _word_slots(w, capitalised=True)[0])
     else:
@@ -435,6 +436,10 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
                 per[i] = _lexeme_slots(ap, gender) if ap is not None else _fixed(low[i])
                 if ap is not None and "-" in low[i] and not per[i].get(("gent", "sing")):
                     per[i] = _fixed(low[i])
+    if not name_like:
+        # Plurals of an organisation's full name («Национальные банки Казахстана») are not mentions
+        # of it; dropping them halves the patterns of multiword names.
+        per = [{k: v for k, v in slots.items() if k[1] == "sing"} for slots in per]
     forms = _combine(per) | {" ".join(low)}
     ordinary = all(_is_cyr(w) and not _is_abbr(w) and _is_ordinary(w.lower()) for w in words)
     return forms, ordinary
@@ -516,11 +521,17 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
             out.forms |= _hyphen_variants(lw)
     else:
         forms, ordinary = _multiword(words, quoted)
+        # A name is quoted after a generic word (госкорпорация «Росатом», НАК «Казатомпром»): only
+        # a capitalised word, or an abbreviation, after the first gets an opening-quote variant.
+        positions = tuple(
+            k for k in range(1, len(words)) if words[k][0].isupper() and not words[k - 1][0].isupper()
+        ) or tuple(k for k in range(1, len(words)) if quoted[k] and not quoted[k - 1])
         variants: set[str] = set()
         for f in forms:
             # Quote variants on the written spelling, hyphen variants on the unquoted one: the
             # product of both would multiply the patterns for little gain.
-            variants |= _quote_variants(f.split(" "))
+            if positions and len(f.split(" ")) == len(words):
+                variants |= _quote_variants(f.split(" "), positions)
             variants |= _hyphen_variants(f)
         out.forms = variants
         if all(not _is_cyr(w) for w in words):

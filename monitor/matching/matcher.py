@@ -14,7 +14,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -36,13 +36,19 @@ __all__ = [
 ]
 
 # Bumped whenever compiled output changes, so stale on-disk caches are ignored.
-_FORMAT_VERSION = "tgmonitor-watchlist-6"
+_FORMAT_VERSION = "tgmonitor-watchlist-7"
 REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
 
 _ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
 # Opening quotes of every style become «, so one quote variant per multiword form suffices.
-_QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«", "‟": "«", "‹": "«"})
-_QUOTE_CHARS = ('"', "“", "„", "‟", "‹")
+_QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«"})
+# Everything that is not a word character (letters of any script, digits, "_") is a boundary.
+_NON_WORD = re.compile(r"[^\w ]")
+
+
+def _key(form: str) -> str:
+    """The automaton key of a surface form: leading space, non-word characters as spaces."""
+    return " " + _NON_WORD.sub(" ", form)
 _CLOSE_QUOTES = frozenset("»\"”“‟›")
 _QUOTE_INSIDE = re.compile("[«\"“„‟‹]")
 
@@ -125,7 +131,6 @@ class _Entity:
     has_context: bool = False
     excludes: bool = False
     pattern: Any = None  # compiled regex.Pattern
-    forms: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Watchlist:
@@ -190,7 +195,7 @@ class Watchlist:
 
         def add(form: str, kind: int, idx: int) -> None:
             if form:
-                lst = table.setdefault(form, [])
+                lst = table.setdefault(_key(form), [])
                 if (kind, idx) not in lst:
                     lst.append((kind, idx))
 
@@ -212,7 +217,6 @@ class Watchlist:
                         cap_all=af.cap_all,
                     )
                 )
-                ent.forms[alias] = sorted(af.forms)
                 for f in af.forms:
                     add(f, _ALIAS, ai)
             for phrase in s.exclude:
@@ -232,10 +236,9 @@ class Watchlist:
             if s.regex is not None:
                 # Run on the normalised text (ё→е, homoglyphs folded), so fold ё in the pattern too.
                 ent.pattern = regex.compile(s.regex.replace("ё", "е").replace("Ё", "Е"))
-                ent.forms["regex"] = [s.regex]
         automaton = ahocorasick.Automaton()
         for form, targets in table.items():
-            automaton.add_word(form, (len(form), tuple(targets)))
+            automaton.add_word(form, (len(form) - 1, tuple(targets)))
         if len(automaton):
             automaton.make_automaton()
         return cls(entities, aliases, automaton)
@@ -245,7 +248,7 @@ class Watchlist:
     def __getstate__(self) -> dict[str, Any]:
         pats = [(e.spec.regex if e.pattern is not None else None) for e in self._entities]
         ents = [
-            _Entity(e.spec, e.require_entities, e.has_context, e.excludes, None, e.forms)
+            _Entity(e.spec, e.require_entities, e.has_context, e.excludes, None)
             for e in self._entities
         ]
         return {"entities": ents, "aliases": self._aliases, "automaton": self._automaton, "patterns": pats}
@@ -269,29 +272,23 @@ class Watchlist:
             return []
         n = normalize(text)
         low = n.lower
-        for q in _QUOTE_CHARS:
-            if q in low:
-                low = low.translate(_QUOTE_FOLD)
-                break
         norm = n.text
         size = len(low)
+        # The automaton runs over " " + the text with every non-word character made a space, and
+        # every pattern starts with a space: hits can then only begin at a word start, so the many
+        # substrings of longer words never reach Python. The map keeps the length, offsets stay.
+        key = " " + _NON_WORD.sub(" ", low)
         aliases = self._aliases
         cands: list[tuple[int, int, int, int]] = []  # start, end, entity, alias (-1 = regex)
         excl: list[tuple[int, int, int]] | None = None
         ctx: set[int] | None = None
         automaton = self._automaton
         if len(automaton):
-            for last, (length, targets) in automaton.iter(low):
-                start = last - length + 1
-                end = last + 1
-                if start > 0:
-                    c = low[start - 1]
-                    if c.isalnum() or c == "_":
-                        continue
-                if end < size:
-                    c = low[end]
-                    if c.isalnum() or c == "_":
-                        continue
+            for end, (length, targets) in automaton.iter(key):
+                # key[i + 1] is low[i]: a hit ending at key index ``end`` ends before low[end].
+                if end < size and key[end + 1] != " ":
+                    continue  # the word goes on (Росатом inside Росатомовский)
+                start = end - length
                 for kind, idx in targets:
                     if kind == _ALIAS:
                         a = aliases[idx]
@@ -371,14 +368,23 @@ class Watchlist:
 
     def explain(self, name_or_id: str) -> dict[str, list[str]]:
         """Alias → its generated surface forms (transliteration variants included) for one entity."""
-        for e in self._entities:
-            if e.spec.id == name_or_id:
-                return dict(e.forms)
-        key = name_or_id.casefold()
-        for e in self._entities:
-            if e.spec.name.casefold() == key or entity_id(name_or_id) == e.spec.id:
-                return dict(e.forms)
-        raise KeyError(name_or_id)
+        found = next((e for e in self._entities if e.spec.id == name_or_id), None)
+        if found is None:
+            key = name_or_id.casefold()
+            found = next(
+                (e for e in self._entities if e.spec.name.casefold() == key or entity_id(name_or_id) == e.spec.id),
+                None,
+            )
+        if found is None:
+            raise KeyError(name_or_id)
+        # Recomputed on demand rather than kept: the forms of 10,000 entities would cost tens of MB.
+        spec = found.spec
+        out: dict[str, list[str]] = {}
+        for alias in dict.fromkeys(a for a in (spec.name, *spec.aliases) if a.strip()):
+            out[alias] = sorted(alias_forms(alias, case_sensitive=spec.case_sensitive).forms)
+        if spec.regex is not None:
+            out["regex"] = [spec.regex]
+        return out
 
     @property
     def pattern_count(self) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from dataclasses import dataclass
 from functools import lru_cache
 
 __all__ = [
@@ -41,19 +40,35 @@ _INVISIBLE = (
 _COMBINING = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 
 
-def _nfkc_changing_class() -> str:
-    """Character-class body of every code point NFKC changes, in the planes posts actually use.
+# Blocks holding every letter/digit NFKC changes (computed over all of Unicode; a test checks it).
+# A class of a few ranges is scanned much faster than the exact class, so it serves as the gate.
+_NFKC_BLOCKS = (
+    (0x00AA, 0x00AA), (0x00B5, 0x00B5), (0x00BA, 0x00BA), (0x0132, 0x017F), (0x01C4, 0x01F3),
+    (0x02B0, 0x02E4), (0x0374, 0x037A),
+    (0x03D0, 0x03F9), (0x0587, 0x0587), (0x0675, 0x0678), (0x0958, 0x095F), (0x09DC, 0x09DF),
+    (0x0A33, 0x0A5E), (0x0B5C, 0x0B5D), (0x0E33, 0x0E33), (0x0EB3, 0x0EDD), (0x0F43, 0x0F69),
+    (0x10FC, 0x10FC), (0x1D2C, 0x1DBF), (0x1E9A, 0x1E9B), (0x1F71, 0x1FFB), (0x2071, 0x209C),
+    (0x2102, 0x217F), (0x2C7C, 0x2C7D), (0x2D6F, 0x2D6F), (0x3038, 0x303A), (0x309F, 0x309F),
+    (0x30FF, 0x318E), (0xA69C, 0xA69D), (0xA770, 0xA770), (0xA7F2, 0xA7F9), (0xAB5C, 0xAB69),
+    (0xF900, 0xFDFB), (0xFE70, 0xFFDC), (0x10781, 0x107BA), (0x1D400, 0x1D7FF), (0x1EE00, 0x1EEBB),
+    (0x1FBF0, 0x1FBF9), (0x2F800, 0x2FA1D),
+)  # fmt: skip
 
-    Scanning for these with one regex keeps the common case (already-normalised text) at C speed
-    instead of a Python loop per character. Plain whitespace and the marks above are handled by
-    their own branches, so they are left out here.
+
+def _nfkc_letter_class() -> str:
+    """Character-class body of the letters and digits that NFKC changes (fullwidth, math bold, ligatures).
+
+    Only letters and digits matter for names; punctuation NFKC would change («…», «№», «²») is left
+    alone so that ordinary posts keep the fast path. Scanning for these with one C-level character
+    class is what keeps clean text cheap.
     """
     ranges: list[tuple[int, int]] = []
-    planes = [(0x00A0, 0xFFFF), (0x10780, 0x107BF), (0x1D400, 0x1D7FF), (0x1F100, 0x1F2FF)]
-    for lo, hi in planes:
+    for lo, hi in _NFKC_BLOCKS:
         for cp in range(lo, hi + 1):
             ch = chr(cp)
-            if 0xD800 <= cp <= 0xDFFF or ch.isspace() or unicodedata.is_normalized("NFKC", ch):
+            if 0xD800 <= cp <= 0xDFFF or unicodedata.category(ch)[0] not in "LN":
+                continue
+            if unicodedata.category(ch) == "No" or unicodedata.is_normalized("NFKC", ch):
                 continue
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
@@ -65,14 +80,16 @@ def _nfkc_changing_class() -> str:
     return "".join(parts)
 
 
-# One scan finds everything that changes the length of the text. Order matters: whitespace runs
-# first (so "\n\n" becomes one edit), then invisibles, combining marks, and NFKC-changing characters.
-_SPECIAL = re.compile(
-    r"\s{2,}|[^\S ]"
-    rf"|[{_INVISIBLE}]+"
-    rf"|[{_COMBINING}]+"
-    rf"|[{_nfkc_changing_class()}]+"
+# Each kind of length-changing span has its own single-class pattern: a lone character class is
+# scanned at C speed, an alternation of classes is several times slower.
+_INV_COMB = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
+_NFKC_LETTERS = re.compile(rf"[{_nfkc_letter_class()}]+")
+_NFKC_GATE = re.compile(
+    "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _NFKC_BLOCKS) + "]"
 )
+_WS_RUN = re.compile(r"\s{2,}")
+_ACCENTS = re.compile("[\u0300-\u036f\u0483-\u0489]")
+_WS_ONE = re.compile(r"[^\S ]")
 _DELETE = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
 _SPACES = re.compile(r"\s+")
 
@@ -98,11 +115,7 @@ CYR_TO_LAT: dict[str, str] = {
 _WEAK_LAT = frozenset("unrm")
 _LAT_TO_CYR_T = str.maketrans(LAT_TO_CYR)
 _CYR_TO_LAT_T = str.maketrans(CYR_TO_LAT)
-_LATIN_LETTER = re.compile(r"[A-Za-z]")
-# A word (letters/digits, possibly joined by hyphens or apostrophes) containing both scripts.
-_MIXED_WORD = re.compile(
-    r"[^\W_]*(?:[A-Za-z][^\W_]*[\u0400-\u04ff]|[\u0400-\u04ff][^\W_]*[A-Za-z])[^\W_]*"
-)
+_LATIN_RUN = re.compile(r"[A-Za-z]+")
 
 
 def _is_cyr(ch: str) -> bool:
@@ -134,9 +147,32 @@ def _fold_word(word: str) -> str:
 
 def fold_homoglyphs(text: str) -> str:
     """Fold Latin/Cyrillic look-alike letters inside mixed-script words; length is preserved."""
-    if text.isascii() or not _LATIN_LETTER.search(text):
+    if text.isascii():
         return text
-    return _MIXED_WORD.sub(lambda m: _fold_word(m.group()), text)
+    pieces: list[str] | None = None
+    pos = 0
+    n = len(text)
+    # Latin runs are few in Russian text and an ASCII class is scanned fast; a mixed word is a Latin
+    # run touching a Cyrillic letter.
+    for m in _LATIN_RUN.finditer(text):
+        a, b = m.span()
+        if a < pos:
+            continue
+        if not ((a > 0 and "\u0400" <= text[a - 1] <= "\u04ff") or (b < n and "\u0400" <= text[b] <= "\u04ff")):
+            continue
+        while a > pos and text[a - 1].isalnum():
+            a -= 1
+        while b < n and text[b].isalnum():
+            b += 1
+        if pieces is None:
+            pieces = []
+        pieces.append(text[pos:a])
+        pieces.append(_fold_word(text[a:b]))
+        pos = b
+    if pieces is None:
+        return text
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def is_word_char(ch: str) -> bool:
@@ -154,21 +190,26 @@ def _clean(span: str) -> str:
     return out
 
 
-@dataclass(frozen=True, slots=True)
 class Normalized:
     """A normalised text plus what is needed to map its offsets back to the original.
 
     ``text`` keeps case (the case rules look at it); ``lower`` is ``text.lower()`` with the same
-    length, used for the automaton. ``edits`` is a sorted list of ``(norm_start, norm_len, orig_start,
-    orig_end)``: the normalised characters ``[norm_start, norm_start + norm_len)`` stand for
-    ``original[orig_start:orig_end]``.
+    length, used for the automaton. ``edits`` is a sorted tuple of ``(norm_start, norm_len,
+    orig_start, orig_end)``: the normalised characters ``[norm_start, norm_start + norm_len)`` stand
+    for ``original[orig_start:orig_end]``. (A plain slotted class: it is built once per post, and a
+    frozen dataclass's __init__ costs more than the rest of the fast path.)
     """
 
-    original: str
-    text: str
-    lower: str
-    edits: tuple[tuple[int, int, int, int], ...] = ()
-    _keys: tuple[int, ...] = ()
+    __slots__ = ("_keys", "edits", "lower", "original", "text")
+
+    def __init__(
+        self, original: str, text: str, lower: str, edits: tuple[tuple[int, int, int, int], ...] = ()
+    ) -> None:
+        self.original = original
+        self.text = text
+        self.lower = lower
+        self.edits = edits
+        self._keys = tuple(e[0] for e in edits) if edits else ()
 
     def _edit_at(self, i: int) -> tuple[int, int, int, int] | None:
         # The last edit starting at or before i; later ones cannot affect position i.
@@ -199,18 +240,40 @@ class Normalized:
 def normalize(text: str) -> Normalized:
     """Normalise ``text`` for matching and keep an offset map back to it.
 
-    Steps: NFKC (fullwidth letters, compatibility forms), removal of zero-width/invisible characters
-    and soft hyphens, whitespace runs → one space, ё→е, hyphen look-alikes → "-", homoglyph folding
-    inside mixed-script words, and a lower-cased copy of the same length.
+    Steps: NFKC for letters and digits (fullwidth, math alphanumerics, ligatures), removal of
+    zero-width/invisible characters, soft hyphens and stray combining marks, whitespace runs → one
+    space, ё→е, hyphen look-alikes → "-", homoglyph folding inside mixed-script words, and a
+    lower-cased copy of the same length. Every step is gated by a C-level test, so clean text costs
+    a few scans.
     """
     edits: list[tuple[int, int, int, int]] = []
+    norm = text
     if text.isascii():
-        # ASCII only needs whitespace collapsing; a quick test avoids the regex for most lines.
-        norm = text
-        if "  " in text or "\n" in text or "\t" in text or "\r" in text:
-            norm = _apply_edits(text, edits)
+        if not text.isprintable() or "  " in text:
+            if _WS_RUN.search(text):
+                norm = _apply_edits(text, list(_WS_RUN.finditer(text)), edits)
+            norm = _WS_ONE.sub(" ", norm)
     else:
-        norm = _apply_edits(text, edits)
+        spans: list[re.Match[str]] = []
+        printable = text.isprintable()
+        # Invisible format characters are non-printable; stress marks are printable, so they get
+        # their own narrow gate (a variation selector after an emoji is harmless and left alone).
+        if not printable or _ACCENTS.search(text):
+            spans.extend(_INV_COMB.finditer(text))
+        if (
+            not unicodedata.is_normalized("NFKC", text)
+            # «…» and «№» are the usual reasons a Russian post is not NFKC; they are not letters.
+            and not unicodedata.is_normalized("NFKC", text.replace("…", "").replace("№", ""))
+            and _NFKC_GATE.search(text)
+        ):
+            spans.extend(_NFKC_LETTERS.finditer(text))
+        if not printable or "  " in text:
+            spans.extend(_WS_RUN.finditer(text))
+        if spans:
+            spans.sort(key=lambda m: m.start())
+            norm = _apply_edits(text, spans, edits)
+        if not printable:
+            norm = _WS_ONE.sub(" ", norm)
         if "ё" in norm or "Ё" in norm:
             norm = norm.replace("ё", "е").replace("Ё", "Е")
         for h in _HYPHEN_CHARS:
@@ -222,26 +285,24 @@ def normalize(text: str) -> Normalized:
     if len(low) != len(norm):
         # A handful of characters lower-case to two (İ); keep one so offsets stay shared.
         low = "".join(c.lower()[:1] or c for c in norm)
-    tup = tuple(edits)
-    return Normalized(text, norm, low, tup, tuple(e[0] for e in tup))
+    return Normalized(text, norm, low, tuple(edits) if edits else ())
 
 
-def _apply_edits(text: str, edits: list[tuple[int, int, int, int]]) -> str:
-    """Replace every special span of ``text``; record the edits (see Normalized)."""
+def _apply_edits(text: str, spans: list[re.Match[str]], edits: list[tuple[int, int, int, int]]) -> str:
+    """Replace the given special spans of ``text`` (sorted); record the edits (see Normalized)."""
     pieces: list[str] = []
     pos = 0
     npos = 0
-    for m in _SPECIAL.finditer(text):
+    for m in spans:
         a, b = m.span()
+        if a < pos:
+            continue  # overlaps a span already replaced (adjacent kinds)
         span = m.group()
-        if span == "\n" or span == "\t" or span == "\r":
-            rep = " "
-        else:
-            if span[0] in _COMBINING_SET and a > pos and not text[a - 1].isspace():
-                # A combining mark composes with the letter before it (и + ̆ → й): re-normalise both.
-                a -= 1
-                span = text[a:b]
-            rep = _clean(span)
+        if span[0] in _COMBINING_SET and a > pos and not text[a - 1].isspace():
+            # A combining mark composes with the letter before it (и + ̆ → й): re-normalise both.
+            a -= 1
+            span = text[a:b]
+        rep = _clean(span)
         if a > pos:
             pieces.append(text[pos:a])
             npos += a - pos
