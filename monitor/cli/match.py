@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -114,6 +115,5 @@ def match_command(ctx: click.Context, watchlist_path: Path | None, explain: str 
             click.echo(f"no entity named {explain!r} in {path}", err=True)
             raise SystemExit(2) from None
         return
-    out = click.get_text_stream("stdout")
-    match_lines(watchlist, input_file, out, click.get_text_stream("stderr"))
-    out.flush()
+    match_lines(watchlist, input_file, sys.stdout, sys.stderr)
+    sys.stdout.flush()
