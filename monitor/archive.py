@@ -247,6 +247,33 @@ def _pg_tsvector() -> ColumnElement[Any]:
     return func.to_tsvector(_PG_CONFIG, m.Post.text)
 
 
+def _pg_word(word: str) -> ColumnElement[Any]:
+    """A word in any of its forms: the OR of the stems PostgreSQL gives each form."""
+    forms = fulltext.forms_of(word)
+    q: ColumnElement[Any] = func.plainto_tsquery(_PG_CONFIG, forms[0])
+    for form in forms[1:]:
+        q = func.tsquery_or(q, func.plainto_tsquery(_PG_CONFIG, form))
+    return q
+
+
+def _pg_item(words: tuple[str, ...]) -> ColumnElement[Any]:
+    q = _pg_word(words[0])
+    for w in words[1:]:  # a phrase: each word directly followed by the next
+        q = func.tsquery_phrase(q, _pg_word(w))
+    return q
+
+
+def pg_tsquery(parsed: fulltext.ParsedQuery) -> ColumnElement[Any]:
+    """The tsquery of a parsed query (the functions behind the ``&&``, ``||``, ``!!`` and ``<->`` operators):
+    included items AND-ed, excluded ones AND NOT-ed."""
+    q = _pg_item(parsed.include[0])
+    for item in parsed.include[1:]:
+        q = func.tsquery_and(q, _pg_item(item))
+    for item in parsed.exclude:
+        q = func.tsquery_and(q, func.tsquery_not(_pg_item(item)))
+    return q
+
+
 async def iter_search(
     engine: AsyncEngine,
     query: str,
@@ -276,7 +303,7 @@ async def iter_search(
                  .where(fts_ref.op("MATCH")(fulltext.fts5_query(parsed)))
                  .order_by(bm25, m.Post.date.desc()))
         else:
-            tsq = func.websearch_to_tsquery(_PG_CONFIG, fulltext.websearch_query(parsed))
+            tsq = pg_tsquery(parsed)
             rank = func.ts_rank_cd(_pg_tsvector(), tsq)
             q = (select(*cols, rank.label("rank"),
                         func.ts_headline(_PG_CONFIG, m.Post.text, tsq, _PG_HEADLINE).label("headline"))

@@ -25,6 +25,7 @@ __all__ = [
     "ParsedQuery",
     "QueryError",
     "build_index",
+    "forms_of",
     "fts5_query",
     "lemmas_of",
     "lemmatize",
@@ -39,6 +40,7 @@ WORD = re.compile(r"\w+(?:-\w+)*")
 # An alternative reading must have at least this pymorphy3 score to be indexed: rarer readings
 # («путин» as a form of «путина», the fishing season) only add false hits.
 _ALT_MIN_SCORE = 0.01
+_MAX_FORMS = 48  # a verb's lexeme has ~100 forms (participles); a noun or name needs far fewer
 _MAX_WORD = 64  # longer "words" are hashes, URLs or base64: indexed as they are, never parsed
 
 
@@ -67,6 +69,29 @@ def lemmas_of(word: str) -> tuple[str, tuple[str, ...]]:
         if p.score >= _ALT_MIN_SCORE and lemma != primary and lemma not in alts:
             alts.append(lemma)
     return primary, tuple(alts)
+
+
+@lru_cache(maxsize=20_000)
+def forms_of(word: str) -> tuple[str, ...]:
+    """Every inflected form of the word's plausible lemmas (the word itself first), for PostgreSQL.
+
+    Snowball stems a form at a time and is inconsistent on names («Газпром» → газпр, «Газпромом» →
+    газпром), so a PostgreSQL query ORs the stems of all of a word's forms instead of trusting one."""
+    word = _fold(word)
+    if len(word) > _MAX_WORD or word.isdigit() or word.isascii():
+        return (word,)
+    from monitor.matching.forms import morph
+
+    out: dict[str, None] = {word: None}
+    parses = morph().parse(word)
+    for i, p in enumerate(parses):
+        if i and p.score < _ALT_MIN_SCORE:
+            continue
+        for f in p.lexeme:
+            out.setdefault(_fold(f.word), None)
+            if len(out) >= _MAX_FORMS:
+                return tuple(out)
+    return tuple(out)
 
 
 def lemmatize(text: str) -> str:

@@ -57,7 +57,7 @@ async def rematch(
     previews = rt.ingestor.match_link_previews
     async with rt.engine.connect() as conn:
         r = await resolve_filters(conn, Filters((), channels, since, until))
-        names = dict((await conn.execute(select(m.Entity.id, m.Entity.name))).tuples().all())
+        names = dict((await conn.execute(select(m.Entity.id, m.Entity.name))).all())
     base = (select(m.Post.id, m.Post.version, m.Post.text, m.Post.link_preview)
             .where(*post_conditions(r)).order_by(m.Post.id).limit(chunk))
     last = 0
