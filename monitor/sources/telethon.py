@@ -210,10 +210,13 @@ def _forward(msg: Any) -> ForwardOrigin | None:
     if isinstance(src, types.PeerChannel):
         channel_id = src.channel_id
     name = fwd.from_name or fwd.post_author
-    forward = getattr(msg, "forward", None)  # set by iter_messages from the answer's chats
-    chat = getattr(forward, "chat", None) if forward is not None else None
-    if chat is not None and getattr(chat, "title", None):
-        name = chat.title
+    title = getattr(msg, "_tgm_fwd_title", None)  # the source channel's title, from the answer's chats
+    if title is None:
+        forward = getattr(msg, "forward", None)  # iter_messages/get_messages fill this in themselves
+        chat = getattr(forward, "chat", None) if forward is not None else None
+        title = getattr(chat, "title", None)
+    if title:
+        name = title
     return ForwardOrigin(channel_id=channel_id, message_id=fwd.channel_post, name=name)
 
 
@@ -398,17 +401,25 @@ class TelethonSource:
         return tops, infos
 
     async def history_after(self, peer: types.InputPeerChannel, min_id: int, limit: int = PAGE) -> Page:
-        """The oldest ``limit`` messages with an id above ``min_id``, oldest first (``iter_messages`` with
-        ``min_id`` and ``reverse``: one GetHistory request with offset_id=min_id+1, add_offset=-limit)."""
-        it = self.client.iter_messages(peer, limit=limit, min_id=min_id, reverse=True, wait_time=0)
-        msgs = [m async for m in it]
-        return Page(msgs, getattr(it, "total", None), _page_chat(msgs))
+        """The oldest ``limit`` messages with an id above ``min_id``, oldest first: exactly one GetHistory,
+        with the offsets Telethon's ``iter_messages(min_id=…, reverse=True)`` uses (offset_id=min_id+1,
+        add_offset=-limit; core.telegram.org/api/offsets "newer than"). Telegram does not honour a server-side
+        min_id reliably (Telethon #816), so the filter is ours too. A short page ends this poll, never the
+        channel: the next poll starts from the stored cursor again, so nothing is skipped."""
+        r = await self.client(functions.messages.GetHistoryRequest(
+            peer=peer, offset_id=min_id + 1, offset_date=None, add_offset=-limit, limit=limit, max_id=0, min_id=0,
+            hash=0))
+        msgs = sorted((m for m in _messages(r) if m.id > min_id), key=lambda m: m.id)
+        return Page(msgs, getattr(r, "count", None), _chat_of(r, peer))
 
     async def history_before(self, peer: types.InputPeerChannel, offset_id: int, limit: int = PAGE) -> Page:
-        """The newest ``limit`` messages with an id below ``offset_id`` (0: the newest), newest first."""
-        it = self.client.iter_messages(peer, limit=limit, offset_id=offset_id, wait_time=0)
-        msgs = [m async for m in it]
-        return Page(msgs, getattr(it, "total", None), _page_chat(msgs))
+        """The newest ``limit`` messages with an id below ``offset_id`` (0: the newest), newest first: exactly
+        one GetHistory (offset_id, add_offset=0, limit — the backwards walk of ``iter_messages``)."""
+        r = await self.client(functions.messages.GetHistoryRequest(
+            peer=peer, offset_id=offset_id, offset_date=None, add_offset=0, limit=limit, max_id=0, min_id=0,
+            hash=0))
+        msgs = sorted((m for m in _messages(r) if not offset_id or m.id < offset_id), key=lambda m: -m.id)
+        return Page(msgs, getattr(r, "count", None), _chat_of(r, peer))
 
     async def server_count(self, peer: types.InputPeerChannel) -> tuple[int, int]:
         """(the server's message count, the newest id): one GetHistory with limit 1."""
@@ -423,11 +434,26 @@ class TelethonSource:
                 for i, m in zip(ids, msgs, strict=True)}
 
 
-def _page_chat(msgs: Sequence[Any]) -> ChannelInfo | None:
-    for m in msgs:
-        chat = getattr(m, "chat", None)
-        if chat is not None:
-            return channel_info(chat)
+def _messages(r: Any) -> list[Any]:
+    """The real messages of an answer, with forward origins' names filled in from the answer's chats."""
+    if isinstance(r, types.messages.MessagesNotModified):
+        return []
+    titles = {c.id: getattr(c, "title", None) for c in getattr(r, "chats", [])}
+    out = []
+    for msg in r.messages:
+        if isinstance(msg, types.MessageEmpty):
+            continue
+        fwd = getattr(msg, "fwd_from", None)
+        if fwd is not None and isinstance(fwd.from_id, types.PeerChannel) and not fwd.from_name:
+            msg._tgm_fwd_title = titles.get(fwd.from_id.channel_id)
+        out.append(msg)
+    return out
+
+
+def _chat_of(r: Any, peer: types.InputPeerChannel) -> ChannelInfo | None:
+    for c in getattr(r, "chats", []):
+        if c.id == peer.channel_id:
+            return channel_info(c)
     return None
 
 
