@@ -272,7 +272,7 @@ class Store:
                 result.new = len(new_rows)
             if match_rows:
                 for chunk in _chunks(match_rows, 1000):
-                    await s.execute(insert(m.Match), chunk)
+                    await s.execute(insert(m.Match.__table__), chunk)
             result.matches = len(match_rows)
             if fts_removed or fts_added:
                 await fulltext.sync_index(s, removed=fts_removed, added=fts_added)
