@@ -125,9 +125,8 @@ async def test_fake_history_follows_the_offsets_document() -> None:
     peer = types.InputPeerChannel(1001, ch.access_hash)
 
     async def ids(**kw: Any) -> list[int]:
-        r = await client(functions.messages.GetHistoryRequest(peer=peer, offset_date=None, max_id=0, min_id=0,
-                                                              hash=0, **{"offset_id": 0, "add_offset": 0,
-                                                                         "limit": 20, **kw}))
+        args = {"offset_id": 0, "add_offset": 0, "limit": 20, "max_id": 0, "min_id": 0, **kw}
+        r = await client(functions.messages.GetHistoryRequest(peer=peer, offset_date=None, hash=0, **args))
         return [x.id for x in r.messages]
 
     assert await ids() == list(range(250, 230, -1))
