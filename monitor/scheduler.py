@@ -35,7 +35,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from monitor import backfill_queue, health
@@ -54,7 +54,7 @@ from monitor.runtime import Runtime, compile_watchlist, make_planner, open_runti
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILURE, EXIT_NO_SESSION = 0, 1, 78
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_SESSION = 0, 1, 2, 78
 
 DRAIN_SECONDS = 2.0  # outbox drain period: alerts leave well within 10 s of the poll that queued them
 BACKFILL_SECONDS = 2.0  # how often the queue of backfill requests is looked at
@@ -66,6 +66,10 @@ CLOSE_TIMEOUT = 2.0
 RUNS_KEPT = timedelta(days=30)
 LOGIN_HINT = ("the Telegram session is not authorised: run `tgmonitor login` (as the service's user, with the "
               "same configuration), then start the service again")
+
+
+class _SetupError(Exception):
+    """The configuration cannot work (e.g. a client factory that fails): exit 2, do not restart."""
 
 
 class _SourceRunner:
@@ -211,6 +215,9 @@ class Service:
         except SessionDead as exc:
             event(log, logging.ERROR, LOGIN_HINT, reason=str(exc))
             return EXIT_NO_SESSION
+        except _SetupError as exc:
+            event(log, logging.ERROR, str(exc))
+            return EXIT_USAGE
         except Exception as exc:  # a database that cannot be reached, a broken migration: one line, exit 1
             event(log, logging.ERROR, "the service cannot run", error=f"{type(exc).__name__}: {exc}")
             return EXIT_FAILURE
@@ -225,10 +232,10 @@ class Service:
             self.notifier.status("starting: checking the Telegram session")
             if not await self._session_authorised(rt):
                 event(log, logging.ERROR, LOGIN_HINT)
-                await self._close_runners()
                 return EXIT_NO_SESSION
             await health.close_incidents(rt.engine, health.SESSION_DEAD)
         self.leases = Leases(rt.engine, owner_name(self.lock.path), s.schedule.lease_seconds)
+        await self._release_own_claims(rt)
         await self._register_channels(s)
         live = await self.leases.heartbeat()
         if live <= 1:
@@ -512,26 +519,39 @@ class Service:
         self.notifier.status("Telegram session dead: run tgmonitor login; other sources go on")
 
     async def _session_authorised(self, rt: Runtime) -> bool:
-        """Ask the Telethon client (through the Telethon jobs) whether the session is logged in."""
-        jobs = self._runner("telethon").jobs
-        for name in ("is_user_authorized", "is_authorized", "authorized", "check_session"):
-            fn = getattr(jobs, name, None)
-            if callable(fn):
-                try:
-                    res = await fn()
-                except SessionDead:
-                    return False
-                return res is not False
-        client = getattr(jobs, "client", None)
-        if client is None:
-            from monitor.sources import telethon as tsrc  # type: ignore[attr-defined]
+        """Ask Telegram (``is_user_authorized()`` on a client from the configured factory) whether the session
+        is logged in. The client is disconnected again before the Telethon jobs open their own: two clients
+        must never use one session at the same time."""
+        from monitor.sources.telethon import ClientSetupError, is_session_dead, make_client
 
-            client = tsrc.make_client(rt.settings)  # type: ignore[attr-defined]
-        if not client.is_connected():
-            await client.connect()
-        return bool(await client.is_user_authorized())
+        try:
+            client = make_client(rt.settings)
+        except ClientSetupError as exc:
+            raise _SetupError(str(exc)) from None
+        try:
+            if not client.is_connected():
+                await client.connect()
+            return bool(await client.is_user_authorized())
+        except Exception as exc:
+            if is_session_dead(exc):
+                return False
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ alerts, backfills, health
+
+    async def _release_own_claims(self, rt: Runtime) -> None:
+        """Alerts this process (same host and session, before a crash) had claimed but not marked go back to
+        the outbox now, instead of after the claim's timeout. The drain claims under the same stable name."""
+        assert self.leases is not None
+        async with sessionmaker(rt.engine).begin() as sess:
+            res = await sess.execute(update(m.Alert).where(m.Alert.claimed_by == self.leases.owner,
+                                                           m.Alert.status == "pending")
+                                     .values(claimed_by=None, claimed_until=None))
+        if res.rowcount:
+            event(log, logging.WARNING, "alerts claimed before a crash are due again", alerts=res.rowcount)
 
     async def _drain_job(self) -> None:
         with self._track():
@@ -543,7 +563,7 @@ class Service:
                 self._warn_once("deliver", "alert delivery is not available in this build")
                 return
             try:
-                await deliver_due(self.rt)
+                await deliver_due(self.rt, worker=self.leases.owner if self.leases else None)
             except Exception as exc:
                 event(log, logging.ERROR, "alert delivery failed", error=f"{type(exc).__name__}: {exc}")
 
