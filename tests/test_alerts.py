@@ -28,7 +28,8 @@ from monitor.runtime import Runtime, open_runtime
 
 WJ = "\u2060"
 ENTITIES = ["Росатом", "УКТМК", "Газпром", "Казатомпром", "Сбербанк"]
-WATCHLIST = "".join(f'[[entities]]\nname = "{e}"\n\n' for e in ENTITIES) + '[[entities]]\nname = "Тишина"\nsilent = true\n\n'
+WATCHLIST = ("".join(f'[[entities]]\nname = "{e}"\n\n' for e in ENTITIES)
+             + '[[entities]]\nname = "Тишина"\nsilent = true\n\n')
 
 
 class Sink:
