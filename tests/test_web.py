@@ -1,0 +1,274 @@
+"""The web-preview source against a real local HTTP server serving pages in t.me/s structure: baseline and
+cursor, paging back past a burst longer than a page, edits as versions, 429 + Retry-After, a channel with
+no preview, resumable backfill, and the ``backfill`` command."""
+
+from __future__ import annotations
+
+import html
+import http.server
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from monitor import models as m
+from monitor.config import ChannelConfig, Settings
+from monitor.jobs.web import WebJobs
+from monitor.runtime import Runtime, open_runtime
+
+PAGE = 8
+T0 = datetime(2025, 5, 1, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Site:
+    """Channels served as t.me/s pages; every request logged; 429 answers on cue."""
+
+    channels: dict[str, list[list[Any]]] = field(default_factory=dict)  # name -> [[id, text], ...]
+    requests: list[tuple[str, int | None]] = field(default_factory=list)
+    too_many: int = 0  # answer the next N requests with 429
+    retry_after: str = "0"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, n: int, text: Callable[[int], str] = lambda i: f"Росатом: новость номер {i}") -> None:
+        with self.lock:
+            posts = self.channels.setdefault(name, [])
+            for _ in range(n):
+                mid = (posts[-1][0] if posts else 1) + 1
+                posts.append([mid, text(mid)])
+
+    def edit(self, name: str, mid: int, text: str) -> None:
+        with self.lock:
+            next(p for p in self.channels[name] if p[0] == mid)[1] = text
+
+    def render(self, name: str, before: int | None) -> bytes:
+        posts = [p for p in self.channels[name] if before is None or p[0] < before]
+        page = posts[-PAGE:]
+        more = ""
+        if page and page[0][0] > 2:
+            more = (f'<div class="tgme_widget_message_centered js-messages_more_wrap"><a href="/s/{name}?before='
+                    f'{page[0][0]}" class="tme_messages_more js-messages_more" data-before="{page[0][0]}"></a></div>')
+        msgs = "".join(
+            f'<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+            f'js-widget_message" data-post="{name}/{mid}"><div class="tgme_widget_message_bubble">'
+            f'<div class="tgme_widget_message_text js-message_text" dir="auto">{html.escape(text)}</div>'
+            f'<div class="tgme_widget_message_footer compact js-message_footer"><div class="tgme_widget_message_info">'
+            f'<span class="tgme_widget_message_views">{mid}</span><span class="tgme_widget_message_meta">'
+            f'<a class="tgme_widget_message_date" href="https://t.me/{name}/{mid}"><time datetime="'
+            f'{(T0 + timedelta(hours=mid)).isoformat()}" class="time">x</time></a></span></div></div></div></div></div>'
+            for mid, text in page)
+        return (f'<!DOCTYPE html><html><body><div class="tgme_channel_info"><div class="tgme_channel_info_header">'
+                f'<div class="tgme_channel_info_header_title"><span dir="auto">Канал {name}</span></div></div></div>'
+                f'<section class="tgme_channel_history js-message_history">{more}{msgs}</section></body></html>'
+                ).encode()
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[Site, str]]:
+    s = Site()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            u = urlparse(self.path)
+            name = u.path.rstrip("/").rpartition("/")[2]
+            raw = parse_qs(u.query).get("before", [""])[0]
+            before = int(raw) if raw.isdigit() else None
+            with s.lock:
+                s.requests.append((name, before))
+                if s.too_many:
+                    s.too_many -= 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", s.retry_after)
+                    self.end_headers()
+                    return
+                known = name in s.channels and u.path.startswith("/s/")
+                doc = s.render(name, before) if known else b""
+            if not known:  # like t.me: no public preview sends /s/<name> to the plain page
+                self.send_response(302)
+                self.send_header("Location", f"/{name}")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(doc)))
+            self.end_headers()
+            self.wfile.write(doc)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield s, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def config(base: str, *channels: str, alerts: bool = True) -> str:
+    body = (f'[sources.web]\nbase_url = "{base}"\nrequests_per_minute = 6000\n\n'
+            '[[entities]]\nname = "Росатом"\n\n')
+    if alerts:  # a destination makes the outbox planner write rows; nothing is delivered in these tests
+        body += '[[alerts]]\nname = "hook"\nurl = "json://127.0.0.1:9/hook"\n\n'
+    for c in channels:
+        body += f'[[channels]]\nusername = "{c}"\nsource = "web"\n\n'
+    return body
+
+
+@pytest.fixture
+async def web_rt(site: tuple[Site, str], make_settings: Callable[..., Settings],
+                 db_url: str) -> AsyncIterator[tuple[Runtime, Site]]:
+    s, base = site
+    async with open_runtime(make_settings(config(base, "newsone", "hidden_one"), db_url)) as rt:
+        yield rt, s
+
+
+async def scalar(rt: Runtime, q: Any) -> Any:
+    async with rt.engine.connect() as c:
+        return (await c.execute(q)).scalar_one()
+
+
+async def channel_row(rt: Runtime, name: str) -> m.Channel:
+    row = await rt.store.find_channel(username=name)
+    assert row is not None
+    return row
+
+
+CH = ChannelConfig(username="newsone", source="web")
+
+
+async def test_poll_baseline_burst_and_quiet(web_rt: tuple[Runtime, Site]) -> None:
+    rt, site = web_rt
+    site.add("newsone", 5)  # ids 2..6
+    jobs = WebJobs(rt)
+    try:
+        [r1] = await jobs.poll([CH])
+        assert (r1.new, r1.alerts, r1.error) == (5, 0, None)
+        row = await channel_row(rt, "newsone")
+        assert row.baseline_id == 6 and row.cursor == 6 and row.title == "Канал newsone"
+        site.add("newsone", 20)  # ids 7..26: more than two pages arrive between polls
+        site.requests.clear()
+        [r2] = await jobs.poll([CH])
+        assert (r2.new, r2.alerts) == (20, 20)
+        assert site.requests == [("newsone", None), ("newsone", 19), ("newsone", 11)]
+        assert await scalar(rt, select(func.count()).select_from(m.Post)) == 25
+        site.requests.clear()
+        [r3] = await jobs.poll([CH])  # nothing new: one request, no paging, nothing stored twice
+        assert (r3.new, r3.alerts, r3.requests) == (0, 0, 1)
+        assert await scalar(rt, select(func.count()).select_from(m.Alert)) == 20
+    finally:
+        await jobs.aclose()
+
+
+async def test_edit_becomes_a_version_and_429_is_honoured(web_rt: tuple[Runtime, Site]) -> None:
+    rt, site = web_rt
+    site.add("newsone", 6)
+    jobs = WebJobs(rt)
+    try:
+        await jobs.poll([CH])
+        site.edit("newsone", 5, "Исправлено: Росатом и партнёры")
+        site.too_many = 1  # the next request is refused once with Retry-After: 0
+        [r] = await jobs.poll([CH])
+        assert r.error is None and r.edited == 1 and r.requests == 2
+        text = await scalar(rt, select(m.Post.text).where(m.Post.message_id == 5))
+        assert text == "Исправлено: Росатом и партнёры"
+        assert await scalar(rt, select(func.count()).select_from(m.PostVersion)) == 1
+    finally:
+        await jobs.aclose()
+
+
+async def test_long_retry_after_defers_and_stores_nothing(web_rt: tuple[Runtime, Site]) -> None:
+    rt, site = web_rt
+    site.add("newsone", 3)
+    site.too_many, site.retry_after = 1, "3600"
+    jobs = WebJobs(rt)
+    try:
+        [r] = await jobs.poll([CH])
+        assert r.deferred_until is not None and r.new == 0
+        row = await channel_row(rt, "newsone")
+        assert row.not_before is not None and row.not_before > datetime.now(UTC) + timedelta(minutes=50)
+        assert row.baseline_id is None
+        [again] = await jobs.poll([CH])  # still deferred: no request goes out
+        assert again.deferred_until is not None and again.requests == 0 and len(site.requests) == 1
+    finally:
+        await jobs.aclose()
+
+
+async def test_channel_without_preview_is_unavailable(web_rt: tuple[Runtime, Site]) -> None:
+    rt, _site = web_rt
+    jobs = WebJobs(rt)
+    try:
+        [r] = await jobs.poll([ChannelConfig(username="hidden_one", source="web")])
+        assert r.unavailable and "no public web preview" in (r.error or "")
+        row = await channel_row(rt, "hidden_one")
+        assert row.status == "unavailable" and "redirects" in (row.status_reason or "")
+        [again] = await jobs.poll([ChannelConfig(username="hidden_one", source="web")])
+        assert again.unavailable and again.requests == 0  # retried later, not hammered
+    finally:
+        await jobs.aclose()
+
+
+async def test_backfill_resumes_completes_and_repeats_nothing(web_rt: tuple[Runtime, Site]) -> None:
+    rt, site = web_rt
+    site.add("newsone", 30)  # ids 2..31
+    seen: list[tuple[int, int | None]] = []
+    jobs = WebJobs(rt)
+    try:
+        r1 = await jobs.backfill(CH, limit=10, progress=lambda n, total: seen.append((n, total)))
+        assert r1.new == 10 and r1.alerts == 0
+        row = await channel_row(rt, "newsone")
+        assert row.backfill_low == 22 and not row.backfill_done
+        r2 = await jobs.backfill(CH)  # resumes below id 22
+        assert r2.new == 20 and r2.error is None
+        row = await channel_row(rt, "newsone")
+        assert row.backfill_done and row.cursor == 31
+        assert await scalar(rt, select(func.count()).select_from(m.Post)) == 30
+        site.requests.clear()
+        r3 = await jobs.backfill(CH)
+        assert r3.new == 0 and len(site.requests) == 1
+        assert await scalar(rt, select(func.count()).select_from(m.Alert)) == 0
+        assert seen and seen[0][0] <= 10
+        # a first poll after the backfill: baseline at the newest id, nothing alerts
+        [p] = await jobs.poll([CH])
+        assert p.alerts == 0 and (await channel_row(rt, "newsone")).baseline_id == 31
+    finally:
+        await jobs.aclose()
+
+
+async def test_backfill_since_and_alert(web_rt: tuple[Runtime, Site]) -> None:
+    rt, site = web_rt
+    site.add("newsone", 12)  # ids 2..13 dated T0 + id hours
+    jobs = WebJobs(rt)
+    try:
+        r = await jobs.backfill(CH, since=T0 + timedelta(hours=8), alert=True)
+        assert r.new == 6 and r.alerts == 6  # ids 8..13
+        row = await channel_row(rt, "newsone")
+        assert not row.backfill_done and row.backfill_low == 8
+    finally:
+        await jobs.aclose()
+
+
+def test_backfill_command_dispatches_by_source(site: tuple[Site, str], write_config: Callable[..., Any],
+                                               sqlite_url: str) -> None:
+    from monitor.cli import main as cli
+
+    s, base = site
+    s.add("newsone", 11)
+    cfg = write_config(config(base, "newsone", alerts=False), sqlite_url)
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "backfill", "@newsone", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "@newsone: 11 new posts" in r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "backfill", "https://t.me/newsone", "--no-progress"])
+    assert r.exit_code == 0 and "0 new posts" in r.output, r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "backfill", "@unknown_chan", "--no-progress"])
+    assert r.exit_code == 2 and "not a configured channel" in r.output
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "backfill", "@newsone", "--since", "yesterday"])
+    assert r.exit_code == 2 and "--since" in r.output
