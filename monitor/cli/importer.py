@@ -6,8 +6,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.cli.app import EXIT_USAGE, CliState, fail, main, pass_state, run
+from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
 
 
 @main.command("import")
@@ -44,8 +45,11 @@ def import_cmd(state: CliState, path: Path, channel: str | None, as_username: st
     except (ZoneInfoNotFoundError, ValueError):
         fail(f"--timezone: {tz_name!r} is not a known time zone (for example: Europe/Moscow)", EXIT_USAGE)
     s = state.settings()
-    code, message = run(import_file(s, path, channel=channel, as_username=as_username, alert=alert, local_tz=tz,
-                                    progress=not no_progress))
+    try:
+        code, message = run(import_file(s, path, channel=channel, as_username=as_username, alert=alert,
+                                        local_tz=tz, progress=not no_progress))
+    except (SQLAlchemyError, OSError) as exc:  # e.g. the database cannot be reached: one line, no traceback
+        fail(f"import failed: {type(exc).__name__}: {exc}".splitlines()[0], EXIT_FAILURE)
     if code:
         fail(message, code)
     click.echo(message)

@@ -4,6 +4,9 @@ bar, deliver the alerts it created once. Kept out of the CLI so tests (and the s
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import ChannelConfig, Settings, parse_channel_ref
 from monitor.jobs import PollReport, SessionDead, source_jobs
@@ -44,12 +47,21 @@ async def backfill_channel(
     """Backfill one configured channel; returns (exit code, summary line)."""
     from tqdm import tqdm
 
-    from monitor.runtime import open_runtime
-    from monitor.service import deliver_due
-
     channel = find_configured(settings, ref)
     bar = tqdm(total=None, unit=" posts", desc=f"backfill {channel.key}", disable=not progress, leave=False,
                dynamic_ncols=True)
+    try:
+        return await _run(settings, channel, since, limit, alert, bar)
+    except (SQLAlchemyError, OSError) as exc:  # e.g. the database cannot be reached: one line, exit 1
+        return 1, f"backfill failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        bar.close()
+
+
+async def _run(settings: Settings, channel: ChannelConfig, since: datetime | None, limit: int | None,
+               alert: bool, bar: Any) -> tuple[int, str]:
+    from monitor.runtime import open_runtime
+    from monitor.service import deliver_due
 
     def on_progress(stored: int, total: int | None) -> None:
         if total is not None and total != bar.total:
@@ -57,20 +69,17 @@ async def backfill_channel(
         bar.update(stored - bar.n)
 
     delivered = 0
-    try:
-        async with open_runtime(settings) as rt:
-            jobs = source_jobs(rt, channel.source)
-            try:
-                report: PollReport = await jobs.backfill(channel, since=since, limit=limit, alert=alert,
-                                                         progress=on_progress)
-            except SessionDead as exc:
-                return 78, f"{channel.key}: {exc}"
-            finally:
-                await jobs.aclose()
-            if alert and report.alerts:
-                delivered = await deliver_due(rt)
-    finally:
-        bar.close()
+    async with open_runtime(settings) as rt:
+        jobs = source_jobs(rt, channel.source)
+        try:
+            report: PollReport = await jobs.backfill(channel, since=since, limit=limit, alert=alert,
+                                                     progress=on_progress)
+        except SessionDead as exc:
+            return 78, f"{channel.key}: {exc}"
+        finally:
+            await jobs.aclose()
+        if alert and report.alerts:
+            delivered = await deliver_due(rt)
     line = (f"{channel.key}: {report.new} new posts, {report.edited} changed, {report.requests} requests"
             + (f", {report.alerts} alerts ({delivered} delivered now)" if alert else ""))
     if report.error:

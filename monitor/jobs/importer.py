@@ -304,13 +304,18 @@ async def import_file(
                 report = await job.run(on_bytes=bar.update, after_batch=after)
             except ExportError as exc:
                 return 2, f"{path}: {exc}"
+            except OSError as exc:
+                return 2, f"{path}: cannot be read: {exc.strerror or exc}"
             if alert and report.alerts:
                 delivered = await deliver_due(rt)
     finally:
         bar.close()
     lines = [f"{c.channel}: {c.posts} posts read, {c.new} new, {c.edited} changed, {c.matches} mentions"
              + (f", {c.alerts} alerts" if alert else "") for c in report.chats]
-    if alert:
+    if alert and not settings.alerts:
+        lines.append("alerts: none raised, no [[alerts]] destinations are configured "
+                     '(for example: [[alerts]] name = "me" url = "tgram://BOT_TOKEN/CHAT_ID")')
+    elif alert:
         lines.append(f"alerts: {report.alerts} queued, {delivered} delivered now"
                      + (" (the rest stay queued for the service)" if delivered < report.alerts else ""))
     if report.error:
