@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -104,13 +104,20 @@ class _Route:
 
 @dataclass(slots=True)
 class _Prior:
-    """An earlier match alert for the same story (same origin, or same text) at one destination."""
+    """A match alert that later posts of the same story (same origin, or same text) may join."""
 
     alert: m.Alert
     post_id: int
     date: datetime
     channel_id: int
-    by_origin: bool
+    fwd: tuple[int | None, int | None]
+    own: tuple[int | None, int]  # (channel's Telegram id, message id): a forward's origin may be this post
+    text_hash: str | None
+
+
+def _origin(sp: SavedPost) -> tuple[int, int] | None:
+    f = sp.post.forward
+    return (f.channel_id, f.message_id) if f and f.channel_id and f.message_id else None
 
 
 class OutboxPlanner:
@@ -138,77 +145,79 @@ class OutboxPlanner:
                     m.AlertEntity.channel_id == channel.id, m.AlertEntity.message_id.in_(msg_ids[i:i + 500])))
             done.update((d, int(mid), e) for d, mid, e in rows)
         label = channel_label(channel.username, channel.title, channel.tg_id)
+        priors = await self._priors(session, cands, [d.name for d in dests])
+        links: list[tuple[m.Alert, str, int, str]] = []  # alert_entities rows, written once alerts have ids
         created = 0
         for sp in cands:
-            created += await self._plan_post(session, channel, label, sp, dests, done)
+            msg = sp.post.message_id
+            for d in dests:
+                route = self.routes[d.name]
+                ents = [e for e in sp.new_entity_ids if route.wants_entity(e) and (d.name, msg, e) not in done]
+                if not ents:
+                    continue
+                done.update((d.name, msg, e) for e in ents)
+                prior = next((p for p in priors if p.alert.destination == d.name and self._same_story(sp, p)
+                              and set(p.alert.entity_ids) & set(ents)), None)
+                if prior is not None:
+                    covered, ents = self._join(session, channel, label, sp, prior, ents)
+                    links.extend((prior.alert, d.name, msg, e) for e in covered)
+                if ents:
+                    alert = self._new_alert(channel, sp, d.name, ents)
+                    session.add(alert)
+                    links.extend((alert, d.name, msg, e) for e in ents)
+                    created += alert.status == PENDING
+                    priors.append(_Prior(alert, sp.post_id, sp.post.date, channel.id, _fwd_pair(sp),
+                                         (channel.tg_id, msg), sp.text_hash))
+        await session.flush()  # the new alerts get their ids
+        rows = [{"destination": dn, "channel_id": channel.id, "message_id": msg, "entity_id": e, "alert_id": a.id}
+                for a, dn, msg, e in links]
+        for i in range(0, len(rows), 1000):
+            await session.execute(insert(m.AlertEntity), rows[i:i + 1000])
         return created
 
-    async def _plan_post(
-        self,
-        s: AsyncSession,
-        channel: m.Channel,
-        label: str,
-        sp: SavedPost,
-        dests: list[AlertDestination],
-        done: set[tuple[str, int, str]],
-    ) -> int:
-        msg = sp.post.message_id
-        wanted: dict[str, list[str]] = {}
-        for d in dests:
-            route = self.routes[d.name]
-            ents = [e for e in sp.new_entity_ids if route.wants_entity(e) and (d.name, msg, e) not in done]
-            if ents:
-                wanted[d.name] = ents
-        if not wanted:
-            return 0
-        priors = await self._priors(s, sp, list(wanted))
-        created = 0
-        for dest_name, ents in wanted.items():
-            remaining = list(ents)
-            prior = next((p for p in priors if p.alert.destination == dest_name
-                          and set(p.alert.entity_ids) & set(remaining)), None)
-            if prior is not None:
-                remaining = await self._join(s, channel, label, sp, prior, remaining, done)
-            if remaining:
-                created += await self._new_alert(s, channel, sp, dest_name, remaining, done)
-        return created
+    def _same_story(self, sp: SavedPost, p: _Prior) -> bool:
+        """A forward of the same origin (or of that origin itself), or the same text within the window.
+        With ``alert_on_forwards`` a forward stands on its own."""
+        if p.post_id == sp.post_id:  # an edit of this very post alerts for its new entities
+            return False
+        origin = _origin(sp)
+        if origin is not None:
+            if self.delivery.alert_on_forwards:
+                return False
+            if p.fwd == origin or p.own == origin:
+                return True
+        return bool(sp.text_hash and self.window and p.text_hash == sp.text_hash
+                    and abs(p.date - sp.post.date) <= self.window)
 
-    async def _priors(self, s: AsyncSession, sp: SavedPost, dest_names: list[str]) -> list[_Prior]:
-        """Earlier match alerts for the same story: forwards of one origin (or the origin itself), or one
-        text within the repost window. With ``alert_on_forwards`` a forward stands on its own."""
-        fwd = sp.post.forward
-        origin = (fwd.channel_id, fwd.message_id) if fwd and fwd.channel_id and fwd.message_id else None
+    async def _priors(self, s: AsyncSession, cands: Sequence[SavedPost], dest_names: list[str]) -> list[_Prior]:
+        """Match alerts of earlier posts that share a forward origin or a text hash with this batch."""
+        origins = {o for sp in cands if (o := _origin(sp)) is not None} if not self.delivery.alert_on_forwards \
+            else set()
+        hashes = sorted({sp.text_hash for sp in cands if sp.text_hash}) if self.window else []
         conds = []
-        if origin is not None and not self.delivery.alert_on_forwards:
-            conds.append(and_(m.Post.fwd_channel_id == origin[0], m.Post.fwd_message_id == origin[1]))
-            conds.append(and_(m.Channel.tg_id == origin[0], m.Post.message_id == origin[1]))
-        if sp.text_hash and self.window and not (origin is not None and self.delivery.alert_on_forwards):
-            conds.append(and_(m.Post.text_hash == sp.text_hash, m.Post.date >= sp.post.date - self.window,
-                              m.Post.date <= sp.post.date + self.window))
-        if not conds:
-            return []
-        q = (select(m.Alert, m.Post.id, m.Post.date, m.Post.channel_id, m.Post.fwd_channel_id, m.Post.fwd_message_id,
-                    m.Channel.tg_id, m.Post.message_id)
-             .join(m.Post, m.Alert.post_id == m.Post.id).join(m.Channel, m.Post.channel_id == m.Channel.id)
-             .where(m.Alert.kind == MATCH, m.Alert.destination.in_(dest_names), m.Post.id != sp.post_id, or_(*conds))
-             .order_by(m.Alert.id))
-        out = []
-        for alert, pid, date, chid, fch, fmsg, tg_id, mid in (await s.execute(q)).all():
-            by_origin = origin is not None and ((fch, fmsg) == origin or (tg_id, mid) == origin)
-            out.append(_Prior(alert, pid, date, chid, by_origin))
+        for c, mid in origins:
+            conds.append(and_(m.Post.fwd_channel_id == c, m.Post.fwd_message_id == mid))
+            conds.append(and_(m.Channel.tg_id == c, m.Post.message_id == mid))
+        out: list[_Prior] = []
+        chunks = [hashes[i:i + 500] for i in range(0, len(hashes), 500)] or [[]]
+        for n, chunk in enumerate(chunks):
+            where = [*(conds if n == 0 else []), *([m.Post.text_hash.in_(chunk)] if chunk else [])]
+            if not where:
+                continue
+            q = (select(m.Alert, m.Post.id, m.Post.date, m.Post.channel_id, m.Post.fwd_channel_id,
+                        m.Post.fwd_message_id, m.Channel.tg_id, m.Post.message_id, m.Post.text_hash)
+                 .join(m.Post, m.Alert.post_id == m.Post.id).join(m.Channel, m.Post.channel_id == m.Channel.id)
+                 .where(m.Alert.kind == MATCH, m.Alert.destination.in_(dest_names), or_(*where))
+                 .order_by(m.Alert.id))
+            for alert, pid, date, chid, fch, fmsg, tg_id, mid, th in (await s.execute(q)).all():
+                out.append(_Prior(alert, pid, date, chid, (fch, fmsg), (tg_id, mid), th))
+        out.sort(key=lambda p: p.alert.id)
         return out
 
-    async def _join(
-        self,
-        s: AsyncSession,
-        channel: m.Channel,
-        label: str,
-        sp: SavedPost,
-        prior: _Prior,
-        ents: list[str],
-        done: set[tuple[str, int, str]],
-    ) -> list[str]:
-        """Fold this post into an earlier alert of the same story; returns the entities still to alert."""
+    def _join(
+        self, s: AsyncSession, channel: m.Channel, label: str, sp: SavedPost, prior: _Prior, ents: list[str],
+    ) -> tuple[list[str], list[str]]:
+        """Fold this post into an earlier alert of the same story: (entities it covers, entities still to alert)."""
         alert = prior.alert
         covered = [e for e in ents if e in alert.entity_ids]
         extra = [e for e in ents if e not in alert.entity_ids]
@@ -227,41 +236,20 @@ class OutboxPlanner:
                 s.add(m.Alert(dedupe_key=key, code=alert_code(key), destination=alert.destination, kind=FOLLOWUP,
                               post_id=sp.post_id, entity_ids=covered, also_in=[label], title=alert.code,
                               status=PENDING, attempts=0, next_attempt_at=utcnow(), created_at=utcnow()))
-        await self._remember(s, alert.destination, channel.id, sp.post.message_id, covered, alert.id, done)
-        return extra
+        return covered, extra
 
-    async def _new_alert(
-        self,
-        s: AsyncSession,
-        channel: m.Channel,
-        sp: SavedPost,
-        dest_name: str,
-        ents: list[str],
-        done: set[tuple[str, int, str]],
-    ) -> int:
+    def _new_alert(self, channel: m.Channel, sp: SavedPost, dest_name: str, ents: list[str]) -> m.Alert:
         loud = [e for e in ents if e not in self.silent]
         key = f"m:{channel.id}:{sp.post.message_id}:{_digest(dest_name, sorted(ents))[:20]}"
         t = utcnow()
-        alert = m.Alert(dedupe_key=key, code=alert_code(key), destination=dest_name, kind=MATCH, post_id=sp.post_id,
-                        entity_ids=loud or ents, also_in=[], status=PENDING if loud else SILENT, attempts=0,
-                        next_attempt_at=t, created_at=t)
-        s.add(alert)
-        await s.flush()
-        await self._remember(s, dest_name, channel.id, sp.post.message_id, ents, alert.id, done)
-        return 1 if loud else 0
+        return m.Alert(dedupe_key=key, code=alert_code(key), destination=dest_name, kind=MATCH, post_id=sp.post_id,
+                       entity_ids=loud or ents, also_in=[], status=PENDING if loud else SILENT, attempts=0,
+                       next_attempt_at=t, created_at=t)
 
-    @staticmethod
-    async def _remember(
-        s: AsyncSession, dest: str, channel_id: int, msg: int, ents: Iterable[str], alert_id: int,
-        done: set[tuple[str, int, str]],
-    ) -> None:
-        for e in ents:
-            if (dest, msg, e) in done:
-                continue
-            done.add((dest, msg, e))
-            s.add(m.AlertEntity(destination=dest, channel_id=channel_id, message_id=msg, entity_id=e,
-                                alert_id=alert_id))
-        await s.flush()
+
+def _fwd_pair(sp: SavedPost) -> tuple[int | None, int | None]:
+    f = sp.post.forward
+    return (f.channel_id, f.message_id) if f else (None, None)
 
 
 # --------------------------------------------------------------------------- operator alerts

@@ -10,6 +10,7 @@ import click
 
 from monitor.alerts import outbox
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
+from monitor.models import Alert
 from monitor.runtime import open_runtime
 
 
@@ -119,7 +120,7 @@ def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
         fail("give an alert id or code, or --failed (for example: tgmonitor alerts retry --failed)", EXIT_USAGE)
     s = state.settings()
 
-    async def go() -> tuple[list[object], list[object]]:
+    async def go() -> tuple[list[Alert], list[Alert]]:
         async with open_runtime(s) as rt:
             found = await outbox.find_alerts(rt.engine, ref) if ref is not None else []
             return list(await outbox.retry_alerts(rt.engine, ref=ref, failed=all_failed)), list(found)
@@ -128,5 +129,5 @@ def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
     if ref is not None and not found:
         fail(f"no alert with id or code {ref!r} (see tgmonitor alerts list)", EXIT_USAGE)
     if ref is not None and not rows:
-        fail(f"alert {ref} was already sent; nothing to retry", EXIT_FAILURE)
+        fail(f"alert {ref} is {found[0].status}; only failed or pending alerts can be retried", EXIT_FAILURE)
     click.echo(f"{len(rows)} alert(s) due again")
