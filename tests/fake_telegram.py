@@ -329,6 +329,11 @@ def fake_client(server: FakeTelegram, session: Any = None) -> FakeClient:
     c = FakeClient(session if session is not None else StringSession(), 1, "0" * 32, flood_sleep_threshold=0,
                    receive_updates=False)
     c._sender = FakeSender(server)
+    if c.session.auth_key is None:  # what a real connect leaves behind: a key, so the session can be saved
+        from telethon.crypto import AuthKey
+
+        c.session.auth_key = AuthKey(bytes(256))
+        c.session.set_dc(2, "149.154.167.51", 443)
     return c
 
 
@@ -337,6 +342,7 @@ def server_from_spec(spec: dict[str, Any], log_path: str | None = None) -> FakeT
     "Пост n: новости Росатома" on every 7th post, else "Пост n"."""
     server = FakeTelegram(log_path=log_path)
     server.revoked = bool(spec.get("revoked"))
+    server.authorized = not spec.get("logged_out", False)
     server.delay = float(spec.get("delay", 0))
     for c in spec.get("channels", []):
         ch = server.add(c["id"], c.get("username"), c.get("title"), joined=c.get("joined", True),
