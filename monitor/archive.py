@@ -421,37 +421,77 @@ def next_period(d: date, by: Period) -> date:
     return (d.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
+def _midnight(dt: datetime | None) -> bool:
+    return dt is None or (dt.hour, dt.minute, dt.second, dt.microsecond) == (0, 0, 0, 0)
+
+
 async def stats(
     engine: AsyncEngine,
     *,
     filters: Filters = Filters(),
     by: Period = "day",
     top_channels: int = 5,
+    with_rows: bool = True,
+    exact: bool = False,
 ) -> Stats:
     """Posts mentioning each entity per ``by`` period and per channel over the filters' range.
 
-    Without ``since``/``until`` the range runs from the first to the last mention found."""
+    Without ``since``/``until`` the range runs from the first to the last mention found. Whole-day
+    ranges read the ``mention_days`` rollup (fast on any archive); a range with a time of day, or
+    ``exact=True``, counts from the matches themselves. ``with_rows=False`` skips the finest grain
+    (``Stats.rows``, needed only for CSV)."""
     if by not in PERIODS:
         raise ArchiveError(f"--by must be one of {', '.join(PERIODS)}, not {by!r}")
+    series: dict[tuple[str, date], int] = {}
+    per_channel: dict[tuple[str, int], int] = {}
+    fine: dict[tuple[date, str, int], int] = {}
     async with engine.connect() as conn:
         r = await resolve_filters(conn, filters)
-        bucket = _bucket_sql(engine.dialect.name, by).label("bucket")
-        q = (select(m.Match.entity_id, bucket, m.Post.channel_id, func.count(func.distinct(m.Match.post_id)))
-             .join(m.Post, m.Post.id == m.Match.post_id)
-             .where(m.Match.version == m.Post.version, *post_conditions(r))
-             .group_by(m.Match.entity_id, bucket, m.Post.channel_id))
-        if r.entity_ids is not None:
-            q = q.where(m.Match.entity_id.in_(r.entity_ids))
-        raw = (await conn.execute(q)).all()
+        if exact or not (_midnight(r.since) and _midnight(r.until)):
+            bucket = _bucket_sql(engine.dialect.name, "day").label("bucket")
+            q = (select(m.Match.entity_id, bucket, m.Post.channel_id, func.count(func.distinct(m.Match.post_id)))
+                 .join(m.Post, m.Post.id == m.Match.post_id)
+                 .where(m.Match.version == m.Post.version, *post_conditions(r))
+                 .group_by(m.Match.entity_id, bucket, m.Post.channel_id))
+            if r.entity_ids is not None:
+                q = q.where(m.Match.entity_id.in_(r.entity_ids))
+            for eid, b, cid, n in (await conn.execute(q)).all():
+                p = period_start(date.fromisoformat(str(b)[:10]), by)
+                series[(eid, p)] = series.get((eid, p), 0) + n
+                per_channel[(eid, cid)] = per_channel.get((eid, cid), 0) + n
+                if with_rows:
+                    fine[(p, eid, cid)] = fine.get((p, eid, cid), 0) + n
+        else:
+            md = m.MentionDay
+            conds: list[ColumnElement[bool]] = [md.posts > 0]
+            if r.entity_ids is not None:
+                conds.append(md.entity_id.in_(r.entity_ids))
+            if r.channel_ids is not None:
+                conds.append(md.channel_id.in_(r.channel_ids))
+            if r.since is not None:
+                conds.append(md.day >= r.since.date())
+            if r.until is not None:
+                conds.append(md.day < r.until.date())
+            total = func.sum(md.posts)
+            for eid, d, n in (await conn.execute(select(md.entity_id, md.day, total).where(*conds)
+                                                 .group_by(md.entity_id, md.day))).all():
+                p = period_start(d, by)
+                series[(eid, p)] = series.get((eid, p), 0) + int(n)
+            for eid, cid, n in (await conn.execute(select(md.entity_id, md.channel_id, total).where(*conds)
+                                                   .group_by(md.entity_id, md.channel_id))).all():
+                per_channel[(eid, cid)] = int(n)
+            if with_rows:
+                for eid, d, cid, n in (await conn.execute(select(md.entity_id, md.day, md.channel_id, md.posts)
+                                                          .where(*conds))).all():
+                    key = (period_start(d, by), eid, cid)
+                    fine[key] = fine.get(key, 0) + n
         names = dict((await conn.execute(select(m.Entity.id, m.Entity.name))).all())
         labels = {cid: channel_label(u, t, g) for cid, u, t, g in
                   (await conn.execute(select(m.Channel.id, m.Channel.username, m.Channel.title,
                                              m.Channel.tg_id))).all()}
-    rows = [StatsRow(date.fromisoformat(str(b)[:10]), names.get(eid, eid), eid, labels.get(cid, str(cid)), int(n))
-            for eid, b, cid, n in raw]
-    first = period_start(r.since.date(), by) if r.since else min((x.period for x in rows), default=None)
+    first = period_start(r.since.date(), by) if r.since else min((p for _, p in series), default=None)
     last = (period_start((r.until - timedelta(microseconds=1)).date(), by) if r.until
-            else max((x.period for x in rows), default=None))
+            else max((p for _, p in series), default=None))
     periods: list[date] = []
     if first is not None and last is not None:
         p = first
@@ -460,22 +500,21 @@ async def stats(
             p = next_period(p, by)
     index = {p: i for i, p in enumerate(periods)}
     per_entity: dict[str, EntityStats] = {}
-    per_channel: dict[str, dict[str, int]] = {}
-    for row in rows:
-        e = per_entity.get(row.entity_id)
-        if e is None:
-            e = per_entity[row.entity_id] = EntityStats(row.entity, row.entity_id, 0, [0] * len(periods), [])
-        e.total += row.mentions
-        if row.period in index:
-            e.series[index[row.period]] += row.mentions
-        ch = per_channel.setdefault(row.entity_id, {})
-        ch[row.channel] = ch.get(row.channel, 0) + row.mentions
-    for eid, e in per_entity.items():
-        e.channels = sorted(per_channel[eid].items(), key=lambda kv: (-kv[1], kv[0]))[:top_channels]
-    # keep entities asked for by name even when they had no mention: "zero" is an answer
-    for eid in r.entity_ids or []:
+    for eid in [e for e, _ in series] + list(r.entity_ids or []):
+        # entities asked for by name stay even with no mention: "zero" is an answer
         if eid not in per_entity:
             per_entity[eid] = EntityStats(names.get(eid, eid), eid, 0, [0] * len(periods), [])
+    for (eid, p), n in series.items():
+        e = per_entity[eid]
+        e.total += n
+        if p in index:
+            e.series[index[p]] += n
+    chans: dict[str, list[tuple[str, int]]] = {}
+    for (eid, cid), n in per_channel.items():
+        chans.setdefault(eid, []).append((labels.get(cid, str(cid)), n))
+    for eid, e in per_entity.items():
+        e.channels = sorted(chans.get(eid, []), key=lambda kv: (-kv[1], kv[0]))[:top_channels]
+    rows = [StatsRow(p, names.get(eid, eid), eid, labels.get(cid, str(cid)), n) for (p, eid, cid), n in fine.items()]
     rows.sort(key=lambda x: (x.period, x.entity, -x.mentions, x.channel))
     ordered = sorted(per_entity.values(), key=lambda e: (-e.total, e.entity))
     return Stats(by=by, periods=periods, entities=ordered, rows=rows)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -174,6 +175,18 @@ class Match(Base):
     surface: Mapped[str] = mapped_column(String(512))
     version: Mapped[int] = mapped_column(Integer, default=1)
     in_preview: Mapped[bool] = mapped_column(Boolean, default=False)  # found in the link preview text
+
+
+class MentionDay(Base):
+    """Posts of one channel on one UTC day whose current version mentions one entity (monitor/rollup.py):
+    the store keeps it in step with ``matches`` so that stats over a big archive stay fast."""
+
+    __tablename__ = "mention_days"
+
+    entity_id: Mapped[str] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    posts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Alert(Base):

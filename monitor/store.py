@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from monitor import fulltext
+from monitor import fulltext, rollup
 from monitor import models as m
 from monitor.db import sessionmaker
 from monitor.matching import EntitySpec, Match
@@ -228,6 +228,7 @@ class Store:
             index_fts = _is_sqlite(s)
             fts_removed: list[tuple[int, str]] = []
             fts_added: list[tuple[int, str]] = []
+            mention_days: dict[rollup.Key, int] = {}  # the stats rollup, kept in step with the matches
             for mid in ids:
                 it = by_id[mid]
                 p = it.post
@@ -245,6 +246,8 @@ class Store:
                         fts_added.append((row.id, row.search_lemmas))
                     await s.execute(delete(m.Match).where(m.Match.post_id == row.id))
                     match_rows.extend(it.match_rows(row.id, row.version))
+                    rollup.count_change(mention_days, channel_id, row.date, old_entities.get(row.id, ()),
+                                        it.entity_ids)
                     new_ids = sorted(it.entity_ids - old_entities.get(row.id, set()))
                     result.edited += 1
                     result.saved.append(SavedPost(row.id, p, it.matches, new_ids, False, it.alertable,
@@ -267,6 +270,7 @@ class Store:
                         if index_fts:
                             fts_added.append((pid, str(r["search_lemmas"])))
                         match_rows.extend(it.match_rows(pid, 1))
+                        rollup.count_change(mention_days, channel_id, it.post.date, (), it.entity_ids)
                         result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
                                                       it.alertable, r["text_hash"]))  # type: ignore[arg-type]
                 result.new = len(new_rows)
@@ -276,6 +280,7 @@ class Store:
             result.matches = len(match_rows)
             if fts_removed or fts_added:
                 await fulltext.sync_index(s, removed=fts_removed, added=fts_added)
+            await rollup.apply(s, mention_days)
 
             if planner is not None and result.saved:
                 result.alerts = await planner.plan(s, channel, result.saved)
@@ -301,11 +306,21 @@ class Store:
         if not changes:
             return 0
         async with self.sessions.begin() as s:
-            current: dict[int, int] = {}
+            current: dict[int, tuple[int, int, datetime]] = {}
+            before: dict[int, set[str]] = {}
             for chunk in _chunks([c.post_id for c in changes], 500):
-                current.update((await s.execute(select(m.Post.id, m.Post.version)
-                                                .where(m.Post.id.in_(chunk)))).all())
-            todo = [c for c in changes if current.get(c.post_id) == c.version]
+                for pid, ver, ch_id, when in await s.execute(
+                        select(m.Post.id, m.Post.version, m.Post.channel_id, m.Post.date).where(m.Post.id.in_(chunk))):
+                    current[pid] = (ver, ch_id, when)
+                for pid, eid in await s.execute(select(m.Match.post_id, m.Match.entity_id)
+                                                .where(m.Match.post_id.in_(chunk))):
+                    before.setdefault(pid, set()).add(eid)
+            todo = [c for c in changes if c.post_id in current and current[c.post_id][0] == c.version]
+            mention_days: dict[rollup.Key, int] = {}
+            for c in todo:
+                _ver, ch_id, when = current[c.post_id]
+                rollup.count_change(mention_days, ch_id, when, before.get(c.post_id, ()),
+                                    {mt.entity_id for mt in (*c.matches, *c.preview_matches)})
             rows: list[dict[str, object]] = []
             for c in todo:
                 rows += [_match_values(c.post_id, mt, c.version, False) for mt in c.matches]
@@ -314,6 +329,7 @@ class Store:
                 await s.execute(delete(m.Match).where(m.Match.post_id.in_(chunk)))
             for chunk in _chunks(rows, 1000):
                 await s.execute(insert(m.Match), chunk)
+            await rollup.apply(s, mention_days)
             return len(todo)
 
     async def mark_deleted(self, channel_id: int, message_ids: Iterable[int]) -> int:

@@ -229,7 +229,7 @@ def stats_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, .
     async def go() -> archive.Stats:
         async with open_runtime(s) as rt:
             return await archive.stats(rt.engine, filters=Filters(entities, channels, since, until),
-                                       by=by, top_channels=top)  # type: ignore[arg-type]
+                                       by=by, top_channels=top, with_rows=fmt == "csv")  # type: ignore[arg-type]
 
     st: archive.Stats = run_archive(go())
     if fmt == "json":
