@@ -258,6 +258,28 @@ def test_offsets_map_back_to_the_original() -> None:
     assert text[m.start : m.end] == "ＣＮＮＣ" == m.surface
 
 
+def test_astral_letters_continue_a_word_and_emoji_do_not() -> None:
+    wl = _wl(EntitySpec("Росатом"))
+    assert _found(wl, "Росатом𠀀 и 𠀀Росатом") == []
+    assert _found(wl, "🔥Росатом🔥") == [("Росатом", "Росатом")]
+
+
+def test_fast_path_agrees_with_the_full_normalisation() -> None:
+    """Text that passes the one-scan gate must come out exactly as the full, step-by-step path makes it."""
+    import random
+
+    from monitor.matching.normalize import _normalize_full, normalize_parts
+
+    pool = [*"Росатом ТОКАЕВ ёЁ abcPoKxy ,.5-«»", "  ", "\n", "\t", "\u00a0", "\u200b", "\u00ad", "\u0301",
+            "\u0306", "ＣＮ", "🔥", "\ufe0f", "⚡\ufe0f", "\u2010", "\u2212", "…", "№", "İ", "ß", "қ", "ә", "\x07",
+            "\u0600", "\ue000", "𝐀", "ﬁ", "\U000e0041", "\U000e0101", "\u3000", "\u2028", "²", "Ⅻ", "µ", "\u034f",
+            "\u3164", "\u0483", "𠀀"]  # fmt: skip
+    rng = random.Random(3)
+    for _ in range(20000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 10)))
+        assert normalize_parts(text) == _normalize_full(text), repr(text)
+
+
 # ---- watchlist features ---------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import ahocorasick
 import regex
 
 from monitor.matching.forms import AliasForms, alias_forms, phrase_forms
-from monitor.matching.normalize import Normalized, normalize
+from monitor.matching.normalize import Normalized, normalize_parts
 
 __all__ = [
     "REGEX_TIMEOUT",
@@ -36,19 +36,45 @@ __all__ = [
 ]
 
 # Bumped whenever compiled output changes, so stale on-disk caches are ignored.
-_FORMAT_VERSION = "tgmonitor-watchlist-7"
+_FORMAT_VERSION = "tgmonitor-watchlist-8"
 REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
 
 _ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
 # Opening quotes of every style become «, so one quote variant per multiword form suffices.
 _QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«"})
-# Everything that is not a word character (letters of any script, digits, "_") is a boundary.
-_NON_WORD = re.compile(r"[^\w ]")
+
+
+def _bmp_word_class() -> str:
+    """Character-class body of the BMP word characters (``\\w``: letters of any script, digits, "_")."""
+    parts: list[str] = []
+    lo = None
+    for cp in range(0x10001):
+        ok = cp < 0x10000 and not 0xD800 <= cp <= 0xDFFF and (chr(cp).isalnum() or cp == 0x5F)
+        if ok and lo is None:
+            lo = cp
+        elif not ok and lo is not None:
+            hi = cp - 1
+            parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
+            lo = None
+    return "".join(parts)
+
+
+# Everything that is not a word character (letters of any script, digits, "_") is a boundary. The
+# class is spelled out for the BMP, where ``re`` tests it with one table lookup (``[^\\w ]`` tests
+# Unicode categories and is half as fast); an astral letter (rare: old scripts, CJK extensions) counts
+# as a boundary here and is checked at the hits instead.
+_NON_WORD_SUB = re.compile(f"[^ {_bmp_word_class()}]").sub
 
 
 def _key(form: str) -> str:
-    """The automaton key of a surface form: leading space, non-word characters as spaces."""
-    return " " + _NON_WORD.sub(" ", form)
+    """The automaton key of a surface form: a space on both sides, non-word characters as spaces.
+
+    The text is searched as " " + its key + " ", so a hit starts and ends at a word boundary and the
+    many hits of a form inside longer words never reach Python.
+    """
+    return " " + _NON_WORD_SUB(" ", form) + " "
+
+
 _CLOSE_QUOTES = frozenset("»\"”“‟›")
 _QUOTE_INSIDE = re.compile("[«\"“„‟‹]")
 
@@ -142,6 +168,7 @@ class Watchlist:
         self._entities = entities
         self._aliases = aliases
         self._automaton = automaton
+        self._iter = automaton.iter if len(automaton) else None
         self._regex_entities = tuple(i for i, e in enumerate(entities) if e.pattern is not None)
         self._needs_post = any(e.require_entities or e.has_context or e.excludes for e in entities)
         self.entities = MappingProxyType({e.spec.id: e.spec for e in entities})
@@ -236,9 +263,18 @@ class Watchlist:
             if s.regex is not None:
                 # Run on the normalised text (ё→е, homoglyphs folded), so fold ё in the pattern too.
                 ent.pattern = regex.compile(s.regex.replace("ё", "е").replace("Ё", "Е"))
+        # Payload per key: (length of the hit, targets); a target is (kind, index, entity, rule) with
+        # rule 1 when the alias has a case rule to check at the hit, 0 when any hit is a match. Equal
+        # target tuples are shared (most forms of an alias have the same one), which saves memory.
+        shared: dict[tuple[tuple[int, int, int, int], ...], tuple[tuple[int, int, int, int], ...]] = {}
         automaton = ahocorasick.Automaton()
         for form, targets in table.items():
-            automaton.add_word(form, (len(form) - 1, tuple(targets)))
+            full = tuple(
+                (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx]))) if kind == _ALIAS
+                else (kind, idx, idx, 0)
+                for kind, idx in targets
+            )  # fmt: skip
+            automaton.add_word(form, (len(form) - 2, shared.setdefault(full, full)))
         if len(automaton):
             automaton.make_automaton()
         return cls(entities, aliases, automaton)
@@ -270,30 +306,28 @@ class Watchlist:
         """
         if not text:
             return []
-        n = normalize(text)
-        low = n.lower
-        norm = n.text
-        size = len(low)
-        # The automaton runs over " " + the text with every non-word character made a space, and
-        # every pattern starts with a space: hits can then only begin at a word start, so the many
-        # substrings of longer words never reach Python. The map keeps the length, offsets stay.
-        key = " " + _NON_WORD.sub(" ", low)
-        aliases = self._aliases
+        norm, low, edits = normalize_parts(text)
         cands: list[tuple[int, int, int, int]] = []  # start, end, entity, alias (-1 = regex)
         excl: list[tuple[int, int, int]] | None = None
         ctx: set[int] | None = None
-        automaton = self._automaton
-        if len(automaton):
-            for end, (length, targets) in automaton.iter(key):
-                # key[i + 1] is low[i]: a hit ending at key index ``end`` ends before low[end].
-                if end < size and key[end + 1] != " ":
-                    continue  # the word goes on (Росатом inside Росатомовский)
+        if self._iter is not None:
+            # The automaton runs over " " + the text with every non-word character made a space + " ",
+            # and every key has a space on both sides: hits are whole words only. The map keeps the
+            # length, so offsets are shared with ``norm`` and ``low``.
+            aliases = self._aliases
+            size = len(low)
+            for e, (length, targets) in self._iter(" " + _NON_WORD_SUB(" ", low) + " "):
+                # key[i + 1] is low[i]; the closing space of the hit is key[e], i.e. low[e - 1].
+                end = e - 1
                 start = end - length
-                for kind, idx in targets:
+                if (start and low[start - 1] > "\uffff" and low[start - 1].isalnum()) or (
+                    end < size and low[end] > "\uffff" and low[end].isalnum()
+                ):
+                    continue  # an astral letter continues the word
+                for kind, idx, ent, rule in targets:
                     if kind == _ALIAS:
-                        a = aliases[idx]
-                        if _case_ok(a, norm, low, start, end):
-                            cands.append((start, end, a.entity, idx))
+                        if not rule or _case_ok(aliases[idx], norm, low, start, end):
+                            cands.append((start, end, ent, idx))
                     elif kind == _EXCLUDE:
                         if excl is None:
                             excl = []
@@ -314,7 +348,9 @@ class Watchlist:
             return []
         if self._needs_post:
             cands = self._apply_rules(cands, excl or [], ctx or set())
-        return self._emit(n, cands)
+            if not cands:
+                return []
+        return self._emit(text, norm, edits, cands)
 
     def _apply_rules(
         self, cands: list[tuple[int, int, int, int]], excl: list[tuple[int, int, int]], ctx: set[int]
@@ -335,31 +371,37 @@ class Watchlist:
             keep.append(c)
         return keep
 
-    def _emit(self, n: Normalized, cands: list[tuple[int, int, int, int]]) -> list[Match]:
-        cands.sort(key=lambda c: (c[0], -c[1], c[2]))
+    def _emit(
+        self, text: str, norm: str, edits: tuple[tuple[int, int, int, int], ...], cands: list[tuple[int, int, int, int]]
+    ) -> list[Match]:
+        if len(cands) > 1:
+            cands.sort(key=_cand_order)
         out: list[Match] = []
         seen: set[tuple[int, int, int]] = set()
-        text = n.original
+        n = Normalized(text, norm, norm, edits) if edits else None
+        size = len(norm)
+        entities = self._entities
         for i, (s, e, ei, ai) in enumerate(cands):
-            if (s, e, ei) in seen:
-                continue
-            # A mention inside a longer one (Казахстан inside «Национальный банк Казахстана») is part
-            # of that name, not a mention of its own.
-            nested = False
-            for j in range(i - 1, -1, -1):
-                s2, e2 = cands[j][0], cands[j][1]
-                if e2 >= e and (s2, e2) != (s, e):
-                    nested = True
-                    break
-            if nested:
-                continue
+            if i:
+                if (s, e, ei) in seen:
+                    continue
+                # A mention inside a longer one (Казахстан inside «Национальный банк Казахстана») is
+                # part of that name, not a mention of its own.
+                nested = False
+                for j in range(i - 1, -1, -1):
+                    s2, e2 = cands[j][0], cands[j][1]
+                    if e2 >= e and (s2, e2) != (s, e):
+                        nested = True
+                        break
+                if nested:
+                    continue
             seen.add((s, e, ei))
-            spec = self._entities[ei].spec
+            spec = entities[ei].spec
             # A form with an opening quote inside (НАК «Казатомпром) ends before the closing one;
             # include it so the surface is the whole name as written.
-            if e < len(n.text) and n.text[e] in _CLOSE_QUOTES and _QUOTE_INSIDE.search(n.text, s, e):
+            if e < size and norm[e] in _CLOSE_QUOTES and _QUOTE_INSIDE.search(norm, s, e):
                 e += 1
-            os_, oe = n.span(s, e)
+            os_, oe = n.span(s, e) if n is not None else (s, e)
             alias = self._aliases[ai].alias if ai >= 0 else "regex"
             out.append(Match(spec.id, spec.name, os_, oe, text[os_:oe], alias))
         return out
@@ -390,6 +432,15 @@ class Watchlist:
     def pattern_count(self) -> int:
         """Number of distinct surface forms in the automaton."""
         return len(self._automaton)
+
+
+def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    return (c[0], -c[1], c[2])
+
+
+def _has_rule(a: _Alias) -> bool:
+    """Whether hits of the alias need ``_case_ok`` (most do not: any whole-word hit is a match)."""
+    return a.exact is not None or a.cap_all or bool(a.cap_forms) or bool(a.upper_tokens)
 
 
 def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Callable
 from functools import lru_cache
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "fold_homoglyphs",
     "is_word_char",
     "normalize",
+    "normalize_parts",
     "normalize_plain",
 ]
 
@@ -118,6 +120,59 @@ _CYR_TO_LAT_T = str.maketrans(CYR_TO_LAT)
 _LATIN_RUN = re.compile(r"[A-Za-z]+")
 
 
+def _class_body(ranges: list[tuple[int, int]]) -> str:
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+def _runs(pred: Callable[[str], bool], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Ranges of code points in [lo, hi) for which ``pred(chr(cp))`` holds (surrogates skipped)."""
+    out: list[tuple[int, int]] = []
+    for cp in range(lo, hi):
+        if 0xD800 <= cp <= 0xDFFF or not pred(chr(cp)):
+            continue
+        if out and out[-1][1] == cp - 1:
+            out[-1] = (out[-1][0], cp)
+        else:
+            out.append((cp, cp))
+    return out
+
+
+# The one gate of the fast path: a character some step of ``normalize`` would change. Non-printable
+# characters of the BMP (whitespace other than the plain space, control and format characters),
+# invisible characters and combining marks, the blocks holding NFKC-changed letters, hyphen
+# look-alikes, a variation selector right after a word character (after an emoji it is harmless), and
+# a Latin letter touching a Cyrillic one (a mixed-script word). The pattern starts with one character
+# class, so ``re`` scans for its first character at C speed and tries the conditions only there. ё,
+# double spaces and lower-casing are cheaper as plain ``str`` operations. Text with no hit is already
+# normal (a test checks that the fast and the full path agree).
+_VS = "\ufe00-\ufe0f"
+_CHANGED = re.compile(f"[{_INVISIBLE}{_COMBINING}{_HYPHEN_CHARS}]")
+
+
+def _gate_bmp(c: str) -> bool:
+    cp = ord(c)
+    return (
+        not c.isprintable()
+        or (_CHANGED.match(c) is not None and not 0xFE00 <= cp <= 0xFE0F)
+        or any(lo <= cp <= hi for lo, hi in _NFKC_BLOCKS)
+    )
+
+
+_GATE_BMP = _class_body(_runs(_gate_bmp, 0, 0x10000))
+# Astral characters the steps change (tag characters, supplementary variation selectors, math and other
+# NFKC letters); emoji are astral too and must not leave the fast path, so the first class takes every
+# astral character with one range (a class with many astral ranges is scanned several times slower) and
+# the condition sorts them out.
+_GATE_ASTRAL = "\U000e0000-\U000e007f" + _class_body([b for b in _NFKC_BLOCKS if b[0] > 0xFFFF])
+_GATE = re.compile(
+    f"[{_GATE_BMP}{_VS}A-Za-z\U00010000-\U0010ffff]"
+    f"(?:(?<=[{_GATE_BMP}])|(?<=[{_GATE_ASTRAL}])|(?<=\\w[{_VS}\U000e0100-\U000e01ef])"
+    f"|(?<=[\u0400-\u04ff][A-Za-z])|(?<=[A-Za-z])(?=[\u0400-\u04ff]))"
+)
+# A Latin letter touching a Cyrillic one: the only place homoglyph folding has work to do.
+_MIXED = re.compile("[A-Za-z](?:(?<=[\u0400-\u04ff].)|(?=[\u0400-\u04ff]))")
+
+
 def _is_cyr(ch: str) -> bool:
     return "\u0400" <= ch <= "\u04ff"
 
@@ -147,7 +202,7 @@ def _fold_word(word: str) -> str:
 
 def fold_homoglyphs(text: str) -> str:
     """Fold Latin/Cyrillic look-alike letters inside mixed-script words; length is preserved."""
-    if text.isascii():
+    if text.isascii() or _MIXED.search(text) is None:
         return text
     pieces: list[str] | None = None
     pos = 0
@@ -243,9 +298,28 @@ def normalize(text: str) -> Normalized:
     Steps: NFKC for letters and digits (fullwidth, math alphanumerics, ligatures), removal of
     zero-width/invisible characters, soft hyphens and stray combining marks, whitespace runs → one
     space, ё→е, hyphen look-alikes → "-", homoglyph folding inside mixed-script words, and a
-    lower-cased copy of the same length. Every step is gated by a C-level test, so clean text costs
-    a few scans.
+    lower-cased copy of the same length. Clean text (no hit of one C-level gate scan) costs that scan,
+    a ё test and ``lower()``; every step of the full path is gated by a C-level test of its own.
     """
+    norm, low, edits = normalize_parts(text)
+    return Normalized(text, norm, low, edits)
+
+
+def normalize_parts(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
+    """``(text, lower, edits)`` of ``normalize(text)`` without building the object (the matcher's hot path)."""
+    if "  " not in text and _GATE.search(text) is None:
+        # Nothing but ё can change: the offsets are the original ones, no edits to record.
+        low = text.lower()
+        if "ё" in low:
+            low = low.replace("ё", "е")
+            text = text.replace("ё", "е").replace("Ё", "Е")
+        if len(low) != len(text):
+            low = "".join(c.lower()[:1] or c for c in text)
+        return text, low, ()
+    return _normalize_full(text)
+
+
+def _normalize_full(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
     edits: list[tuple[int, int, int, int]] = []
     norm = text
     if text.isascii():
@@ -285,7 +359,7 @@ def normalize(text: str) -> Normalized:
     if len(low) != len(norm):
         # A handful of characters lower-case to two (İ); keep one so offsets stay shared.
         low = "".join(c.lower()[:1] or c for c in norm)
-    return Normalized(text, norm, low, tuple(edits) if edits else ())
+    return norm, low, tuple(edits) if edits else ()
 
 
 def _apply_edits(text: str, spans: list[re.Match[str]], edits: list[tuple[int, int, int, int]]) -> str:
