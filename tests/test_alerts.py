@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from monitor import models as m
 from monitor.alerts import outbox
@@ -409,7 +409,3 @@ def test_alerts_list_and_retry(write_config: Callable[..., Path], sqlite_url: st
     assert _cli(cfg, "alerts", "retry", "zzzzzz").exit_code == 2
     assert _cli(cfg, "alerts", "retry").exit_code == 2
 
-
-async def _mark_all_due(rt: Runtime) -> None:
-    async with sessionmaker(rt.engine).begin() as s:
-        await s.execute(update(m.Alert).values(next_attempt_at=datetime.now(UTC)))
