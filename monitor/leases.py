@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, func, or_, select, text, true, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import models as m
 from monitor.db import is_sqlite, sessionmaker
 from monitor.models import now
+
+LOCK_TIMEOUT_MS = 1500
 
 
 def owner_name(lock_file: Path, host: str | None = None) -> str:
@@ -59,6 +62,12 @@ class Leases:
         self.held: set[int] = set()
         self._sqlite = is_sqlite(engine)
 
+    async def _no_waiting(self, s: AsyncSession) -> None:
+        # A lease round must never queue behind a poll's row lock (its connection would then hold others
+        # up, across processes too): on PostgreSQL it gives up after a moment and the next round retries.
+        if not self._sqlite:
+            await s.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
+
     def _until(self, t: datetime) -> datetime:
         return t + timedelta(seconds=self.ttl)
 
@@ -85,6 +94,7 @@ class Leases:
         t = now()
         until = self._until(t)
         async with self.sessions.begin() as s:
+            await self._no_waiting(s)
             # Channels no longer configured here go back to the pool.
             await s.execute(update(m.Channel).where(m.Channel.lease_owner == self.owner,
                                                     m.Channel.id.not_in(wanted) if wanted else true())
@@ -120,14 +130,19 @@ class Leases:
         self.held = mine
         return LeaseChange(held=set(mine), gained=mine - before, lost=before - mine, live_nodes=live)
 
-    async def hold(self, channel_id: int) -> bool:
-        """Renew the lease on one channel right before polling it; False when it is no longer ours."""
+    async def hold(self, channel_id: int) -> bool | None:
+        """Renew the lease on one channel right before polling it: True when it is ours, False when it is no
+        longer ours, None when its row is busy right now (skip this poll, keep the channel)."""
         t = now()
-        async with self.sessions.begin() as s:
-            res = await s.execute(update(m.Channel)
-                                  .where(m.Channel.id == channel_id, m.Channel.lease_owner == self.owner)
-                                  .values(lease_until=self._until(t)))
-            ok = bool(res.rowcount)
+        try:
+            async with self.sessions.begin() as s:
+                await self._no_waiting(s)
+                res = await s.execute(update(m.Channel)
+                                      .where(m.Channel.id == channel_id, m.Channel.lease_owner == self.owner)
+                                      .values(lease_until=self._until(t)))
+                ok = bool(res.rowcount)
+        except DBAPIError:
+            return None  # the row is busy (being written): skip this poll, the next one goes ahead
         if not ok:
             self.held.discard(channel_id)
         return ok

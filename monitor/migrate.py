@@ -37,6 +37,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     cfg = alembic_config()
 
     def go(sync_conn: Any) -> None:
+        if sync_conn.dialect.name == "postgresql":
+            # Several services starting at once on one database: one migrates, the others wait for its
+            # transaction and then find the schema at head (the lock ends with the transaction).
+            sync_conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7240051)")
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
 

@@ -412,7 +412,10 @@ class Service:
                 return
             assert self.leases is not None and self.rt is not None
             try:
-                if not await self.leases.hold(rid):
+                mine = await self.leases.hold(rid)
+                if mine is None:
+                    return
+                if not mine:
                     self._remove_job(f"poll:{key}")
                     return
             except Exception as exc:
