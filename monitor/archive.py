@@ -209,7 +209,7 @@ async def iter_mentions(
             q = q.where(m.Match.entity_id.in_(r.entity_ids))
         if limit is not None:
             q = q.limit(limit)
-        result = await conn.stream(q)
+        result = await conn.stream(q.execution_options(yield_per=1000))  # batched: fewer thread hops
         async for row in result:
             yield Mention(
                 channel=channel_label(row.username, row.title, row.tg_id), message_id=row.message_id,
@@ -315,7 +315,7 @@ async def iter_search(
             q = q.where(_mentions_entity(r.entity_ids))
         if limit is not None:
             q = q.limit(limit)
-        result = await conn.stream(q)
+        result = await conn.stream(q.execution_options(yield_per=1000))  # batched: fewer thread hops
         words = parsed.words
         async for row in result:
             if sqlite:
