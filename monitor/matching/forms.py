@@ -21,7 +21,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from monitor.matching.normalize import normalize_plain
 
@@ -67,6 +67,30 @@ def morph() -> MorphAnalyzer:
     return pymorphy3.MorphAnalyzer()
 
 
+# Word-level analyses are cached while a watchlist compiles: the same adjectives, generic nouns and
+# generated forms recur in thousands of names, and pymorphy3's parse and lexeme cost tens of
+# microseconds each. ``clear_caches()`` drops them once the watchlist is built.
+_CACHE_SIZE = 1 << 17
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse(word: str) -> tuple[Parse, ...]:
+    return tuple(morph().parse(word))
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _known(word: str) -> bool:
+    return morph().word_is_known(word)
+
+
+def clear_caches() -> None:
+    """Forget the word analyses cached while compiling (they are not needed to match)."""
+    for fn in (_parse, _known, _is_ordinary, _lemma_parses, _noun_slots, _word_slots, _adj_parse, _noun_parse,
+               _adj_slots, _is_abbr, _fixed):  # fmt: skip
+        fn.cache_clear()
+    _TAG_INFO.clear()
+
+
 @dataclass(slots=True)
 class AliasForms:
     """The compiled surface forms of one alias and the case rule that applies to its hits.
@@ -105,6 +129,7 @@ def split_alias(alias: str) -> tuple[list[str], list[bool]]:
     return words, quoted
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _is_abbr(word: str) -> bool:
     letters = [c for c in word if c.isalpha()]
     return len(letters) >= 2 and all(c.isupper() for c in letters)
@@ -114,12 +139,12 @@ def _is_cyr(word: str) -> bool:
     return bool(_CYR_WORD.match(word.lower()))
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _is_ordinary(word: str) -> bool:
     """True if ``word`` (lower case) is a dictionary word with a reading that is not a proper noun."""
-    m = morph()
-    if not m.word_is_known(word):
+    if not _known(word):
         return False
-    return any(not (_PROPER & p.tag.grammemes) for p in m.parse(word))
+    return any(not (_PROPER & p.tag.grammemes) for p in _parse(word))
 
 
 def _case(tag_case: str | None) -> str | None:
@@ -129,33 +154,58 @@ def _case(tag_case: str | None) -> str | None:
     return c if c in CASES else None
 
 
+_TagInfo = tuple[str | None, str | None, str, str | None, str | None, str | None, bool]
+_TAG_INFO: dict[str, _TagInfo] = {}
+
+
+def _tag_info(tag: object) -> _TagInfo:
+    """(POS, case, number, gender, tense, voice, superlative/comparative) of a tag, as plain strings.
+
+    pymorphy3's tag attributes are descriptors returning checked string subclasses, costly in the
+    lexeme loops below; there are only a few hundred distinct tags, so each is read once.
+    """
+    key = str(tag)
+    info = _TAG_INFO.get(key)
+    if info is None:
+
+        def plain(g: object) -> str | None:
+            return None if g is None else str(g)
+
+        t: Any = tag
+        info = (
+            plain(t.POS), _case(plain(t.case)), plain(t.number) or "sing", plain(t.gender), plain(t.tense),
+            plain(t.voice), "Supr" in t.grammemes or "Cmp2" in t.grammemes,
+        )  # fmt: skip
+        _TAG_INFO[key] = info
+    return info
+
+
 def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
     """Forms of a parse's lexeme keyed by (case, number); adjectives filtered to ``gender``."""
     out: SlotForms = {}
-    pos = p.tag.POS
+    pos, _c, _n, _g, tense, voice, _s = _tag_info(p.tag)
+    adjective = pos in ("ADJF", "PRTF")
     for f in p.lexeme:
-        t = f.tag
-        if t.POS != pos or "Supr" in t.grammemes or "Cmp2" in t.grammemes:
+        f_pos, case, number, f_gender, f_tense, f_voice, degree = _tag_info(f.tag)
+        if f_pos != pos or degree:
             continue
         # A participle's lexeme holds every participle of the verb; keep the alias's own one.
-        if pos == "PRTF" and (t.tense != p.tag.tense or t.voice != p.tag.voice):
+        if pos == "PRTF" and (f_tense != tense or f_voice != voice):
             continue
-        case = _case(t.case)
         if case is None:
             continue
-        number = t.number or "sing"
-        if pos in ("ADJF", "PRTF") and number == "sing" and gender and t.gender and t.gender != gender:
+        if adjective and number == "sing" and gender and f_gender and f_gender != gender:
             continue
         out.setdefault((case, number), set()).add(f.word.replace("ё", "е"))
     return out
 
 
-def _lemma_parses(word: str) -> list[Parse]:
+@lru_cache(maxsize=_CACHE_SIZE)
+def _lemma_parses(word: str) -> tuple[Parse, ...]:
     """Dictionary readings whose lemma is ``word`` itself (so the lexeme is the alias's own)."""
-    m = morph()
-    if not m.word_is_known(word):
-        return []
-    return [p for p in m.parse(word) if p.normal_form.replace("ё", "е") == word and p.tag.POS == "NOUN"]
+    if not _known(word):
+        return ()
+    return tuple(p for p in _parse(word) if p.normal_form.replace("ё", "е") == word and p.tag.POS == "NOUN")
 
 
 def _rule_slots(word: str, *, surname: bool) -> SlotForms:
@@ -266,6 +316,7 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
     return out
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _fixed(word: str) -> SlotForms:
     return {(c, n): {word} for c in CASES for n in ("sing", "plur")}
 
@@ -277,8 +328,12 @@ def _merge(a: SlotForms, b: SlotForms) -> SlotForms:
     return out
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
-    """Slots for one (lower-case, unhyphenated) noun or name; also returns its own lexeme's forms."""
+    """Slots for one (lower-case, unhyphenated) noun or name; also returns its own lexeme's forms.
+
+    Cached: callers must not modify the result (this holds for ``_word_slots`` and ``_adj_slots`` too).
+    """
     lemmas = _lemma_parses(word)
     if lemmas:
         slots: SlotForms = {}
@@ -293,6 +348,7 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     return rules, set()
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _word_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     """Slots for one word, hyphenated or not (lower case)."""
     if "-" not in word:
@@ -315,15 +371,24 @@ def _word_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     return out, own
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _adj_parse(word: str) -> Parse | None:
-    for p in morph().parse(word):
+    for p in _parse(word):
         if p.tag.POS in ("ADJF", "PRTF") and p.tag.case == "nomn":
             return p
     return None
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
+def _adj_slots(word: str, gender: str | None) -> SlotForms | None:
+    """The lexeme slots of an adjective or participle agreeing with a head of ``gender`` (cached)."""
+    ap = _adj_parse(word)
+    return _lexeme_slots(ap, gender) if ap is not None else None
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
 def _noun_parse(word: str) -> Parse | None:
-    for p in morph().parse(word):
+    for p in _parse(word):
         if p.tag.POS == "NOUN" and p.tag.case == "nomn":
             return p
     return None
@@ -367,19 +432,18 @@ def _combine(per_token: list[SlotForms]) -> set[str]:
 
 def _is_name_like(words: list[str]) -> bool:
     """A person-style name: every Cyrillic word capitalised and a name, a surname, or unknown."""
-    m = morph()
     for w in words:
         if not _is_cyr(w) or not w[0].isupper() or _is_abbr(w):
             return False
         lw = w.lower()
-        parses = m.parse(lw)
+        parses = _parse(lw)
         if any(p.tag.POS in ("ADJF", "PRTF") for p in parses[:1]):
             return False
         # A common noun whose lemma is the word itself (Фонд, Банк) is no name; a word that is only
         # an oblique form of something else (Токаев ~ «токай») still can be.
         lemmas = [p for p in parses if p.normal_form.replace("ё", "е") == lw and p.tag.POS == "NOUN"]
         if (
-            m.word_is_known(lw)
+            _known(lw)
             and lemmas
             and not any({"Name", "Surn", "Patr", "Fixd"} & p.tag.grammemes for p in parses)
         ):
@@ -400,17 +464,16 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
         # Head = the first noun in the nominative; adjectives before it agree with it; everything
         # after it (genitive complements, appositions) keeps its form.
         # An unknown word before a dictionary noun is a fixed modifier (Халык банк → в Халык банке).
-        m = morph()
         head = None
         for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
-            if not f and m.word_is_known(w) and _noun_parse(w) is not None and _adj_parse(w) is None:
+            if not f and _known(w) and _noun_parse(w) is not None and _adj_parse(w) is None:
                 head = i
                 break
-            if not f and m.word_is_known(w) and _adj_parse(w) is None:
+            if not f and _known(w) and _adj_parse(w) is None:
                 break  # a known non-noun, non-adjective word: stop looking
         if head is not None:
             for i in range(head):
-                if not fixed[i] and not m.word_is_known(low[i]) and _adj_parse(low[i]) is None:
+                if not fixed[i] and not _known(low[i]) and _adj_parse(low[i]) is None:
                     fixed[i] = True
         else:
             for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
@@ -432,9 +495,9 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
             for i in range(head):
                 if fixed[i]:
                     continue
-                ap = _adj_parse(low[i])
-                per[i] = _lexeme_slots(ap, gender) if ap is not None else _fixed(low[i])
-                if ap is not None and "-" in low[i] and not per[i].get(("gent", "sing")):
+                adj = _adj_slots(low[i], gender)
+                per[i] = adj if adj is not None else _fixed(low[i])
+                if adj is not None and "-" in low[i] and not adj.get(("gent", "sing")):
                     per[i] = _fixed(low[i])
     if not name_like:
         # Plurals of an organisation's full name («Национальные банки Казахстана») are not mentions

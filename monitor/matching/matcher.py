@@ -22,7 +22,7 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import AliasForms, alias_forms, phrase_forms
+from monitor.matching.forms import AliasForms, alias_forms, clear_caches, phrase_forms
 from monitor.matching.normalize import Normalized, normalize_parts
 
 __all__ = [
@@ -203,7 +203,10 @@ class Watchlist:
             cached = _load_cache(cache_dir, key)
             if cached is not None:
                 return cached
-        wl = cls._build(specs)
+        try:
+            wl = cls._build(specs)
+        finally:
+            clear_caches()  # the word analyses are only needed while compiling
         if cache_dir is not None and key is not None:
             _save_cache(cache_dir, key, wl)
         return wl
