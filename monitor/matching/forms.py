@@ -69,11 +69,14 @@ def morph() -> MorphAnalyzer:
 
 # Word-level analyses are cached while a watchlist compiles: the same adjectives, generic nouns and
 # generated forms recur in thousands of names, and pymorphy3's parse and lexeme cost tens of
-# microseconds each. ``clear_caches()`` drops them once the watchlist is built.
-_CACHE_SIZE = 1 << 17
+# microseconds each. ``clear_caches()`` drops them once the watchlist is built. The caches holding
+# paradigms are small LRUs: most names are seen once, and keeping every paradigm of 10,000 names would
+# add tens of MB to the peak memory of a compile, while the words that recur stay in a small cache.
+_CACHE_SIZE = 1 << 16  # booleans and single parses
+_SLOTS_CACHE = 1024  # paradigms (dicts of sets of forms)
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _parse(word: str) -> tuple[Parse, ...]:
     return tuple(morph().parse(word))
 
@@ -200,7 +203,7 @@ def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
     return out
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _lemma_parses(word: str) -> tuple[Parse, ...]:
     """Dictionary readings whose lemma is ``word`` itself (so the lexeme is the alias's own)."""
     if not _known(word):
@@ -316,7 +319,7 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
     return out
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _fixed(word: str) -> SlotForms:
     return {(c, n): {word} for c in CASES for n in ("sing", "plur")}
 
@@ -328,7 +331,7 @@ def _merge(a: SlotForms, b: SlotForms) -> SlotForms:
     return out
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     """Slots for one (lower-case, unhyphenated) noun or name; also returns its own lexeme's forms.
 
@@ -348,7 +351,7 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     return rules, set()
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _word_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     """Slots for one word, hyphenated or not (lower case)."""
     if "-" not in word:
@@ -379,7 +382,7 @@ def _adj_parse(word: str) -> Parse | None:
     return None
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SLOTS_CACHE)
 def _adj_slots(word: str, gender: str | None) -> SlotForms | None:
     """The lexeme slots of an adjective or participle agreeing with a head of ``gender`` (cached)."""
     ap = _adj_parse(word)

@@ -22,7 +22,7 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import AliasForms, alias_forms, clear_caches, phrase_forms
+from monitor.matching.forms import alias_forms, clear_caches, phrase_forms
 from monitor.matching.normalize import Normalized, normalize_parts
 
 __all__ = [
@@ -219,23 +219,41 @@ class Watchlist:
             by_ref.setdefault(s.id, i)
             by_ref.setdefault(s.name.casefold(), i)
         aliases: list[_Alias] = []
-        # pattern -> list of (kind, index): alias index, or entity index for exclude/context.
-        table: dict[str, list[tuple[int, int]]] = {}
-        form_cache: dict[tuple[str, bool | None], AliasForms] = {}
+        # Payload per key: (length of the hit, targets). A target is (kind, index, entity, rule): kind
+        # _ALIAS with the alias index, or _EXCLUDE/_CONTEXT with the entity index; rule 1 when the alias
+        # has a case rule to check at the hit, 0 when any whole-word hit is a match. Keys go straight
+        # into the automaton (no table of 60,000 strings at the peak of a big compile), and equal
+        # payloads are shared: most forms of an alias have the same one.
+        automaton = ahocorasick.Automaton()
+        get, add_word = automaton.get, automaton.add_word
+        shared: dict[Any, Any] = {}
+        intern = shared.setdefault
 
         def add(form: str, kind: int, idx: int) -> None:
-            if form:
-                lst = table.setdefault(_key(form), [])
-                if (kind, idx) not in lst:
-                    lst.append((kind, idx))
+            if not form:
+                return
+            key = _key(form)
+            if kind == _ALIAS:
+                target = (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx])))
+            else:
+                target = (kind, idx, idx, 0)
+            cur = get(key, None)
+            if cur is None:
+                targets: tuple[tuple[int, int, int, int], ...] = (target,)
+            elif target in cur[1]:
+                return
+            else:
+                targets = (*cur[1], target)
+            targets = intern(targets, targets)
+            payload = (len(key) - 2, targets)
+            add_word(key, intern(payload, payload))
 
         for ei, (ent, s) in enumerate(zip(entities, specs, strict=True)):
             names = [s.name, *s.aliases]
             for alias in dict.fromkeys(a for a in names if a.strip()):
-                ck = (alias, s.case_sensitive)
-                af = form_cache.get(ck)
-                if af is None:
-                    af = form_cache[ck] = alias_forms(alias, case_sensitive=s.case_sensitive)
+                # Not kept after use: the forms of 10,000 aliases are tens of MB, and a repeated alias is
+                # cheap to recompute from the cached word analyses.
+                af = alias_forms(alias, case_sensitive=s.case_sensitive)
                 ai = len(aliases)
                 aliases.append(
                     _Alias(
@@ -266,18 +284,7 @@ class Watchlist:
             if s.regex is not None:
                 # Run on the normalised text (ё→е, homoglyphs folded), so fold ё in the pattern too.
                 ent.pattern = regex.compile(s.regex.replace("ё", "е").replace("Ё", "Е"))
-        # Payload per key: (length of the hit, targets); a target is (kind, index, entity, rule) with
-        # rule 1 when the alias has a case rule to check at the hit, 0 when any hit is a match. Equal
-        # target tuples are shared (most forms of an alias have the same one), which saves memory.
-        shared: dict[tuple[tuple[int, int, int, int], ...], tuple[tuple[int, int, int, int], ...]] = {}
-        automaton = ahocorasick.Automaton()
-        for form, targets in table.items():
-            full = tuple(
-                (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx]))) if kind == _ALIAS
-                else (kind, idx, idx, 0)
-                for kind, idx in targets
-            )  # fmt: skip
-            automaton.add_word(form, (len(form) - 2, shared.setdefault(full, full)))
+        shared.clear()
         if len(automaton):
             automaton.make_automaton()
         return cls(entities, aliases, automaton)
