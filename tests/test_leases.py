@@ -87,6 +87,7 @@ def _config(folder: Path, pg_url: str, port: int, prefix: str, sink_port: int, n
     cfg.write_text(
         f'[database]\nurl = "{pg_url}"\n\n[schedule]\ninterval = 2\njitter = 0\nlease_seconds = 4\n\n'
         f'[sources.web]\nbase_url = "http://127.0.0.1:{port}/{prefix}"\nrequests_per_minute = 60000\n\n'
+        f'[delivery]\nrate_limit_per_minute = 10000\n\n'  # 50 alerts at once must not become digests here
         f'[[entities]]\nname = "Росатом"\n\n[[alerts]]\nname = "sink"\nurl = "json://127.0.0.1:{sink_port}/hook"\n'
         f'{chans}', encoding="utf-8")
     return cfg
@@ -113,11 +114,9 @@ def _owners(pg_url: str) -> dict[str, str | None]:
 
 
 def _per_channel(sink: Sink) -> collections.Counter[str]:
-    return collections.Counter(m.group(1) for t in sink.texts() for m in [re.search(r"@(lease_ch\d\d)", t)] if m)
+    return collections.Counter(m.group(1) for t in sink.texts() for m in [re.search(r"@\u2060?(lease_ch\d\d)", t)] if m)
 
 
-@pytest.mark.xfail(reason="sharing and per-cycle uniqueness pass; the 50 alerts after the split do not all arrive "
-                   "within 40 s here, so the kill/take-over half is not reached yet", strict=False)
 def test_two_processes_share_fifty_channels_and_take_over(tmp_path: Path, pg_url: str, servers) -> None:
     pv, port, sink, sport = servers
     n = 50
