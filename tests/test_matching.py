@@ -268,7 +268,7 @@ def test_fast_path_agrees_with_the_full_normalisation() -> None:
     """Text that passes the one-scan gate must come out exactly as the full, step-by-step path makes it."""
     import random
 
-    from monitor.matching.normalize import _normalize_full, normalize_parts
+    from monitor.matching.normalize import _normalize_full, _normalize_stepwise, normalize_parts
 
     pool = [*"Росатом ТОКАЕВ ёЁ abcPoKxy ,.5-«»", "  ", "\n", "\t", "\u00a0", "\u200b", "\u00ad", "\u0301",
             "\u0306", "ＣＮ", "🔥", "\ufe0f", "⚡\ufe0f", "\u2010", "\u2212", "…", "№", "İ", "ß", "қ", "ә", "\x07",
@@ -277,7 +277,7 @@ def test_fast_path_agrees_with_the_full_normalisation() -> None:
     rng = random.Random(3)
     for _ in range(20000):
         text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 10)))
-        assert normalize_parts(text) == _normalize_full(text), repr(text)
+        assert normalize_parts(text) == _normalize_full(text) == _normalize_stepwise(text), repr(text)
 
 
 # ---- watchlist features ---------------------------------------------------------------------------------

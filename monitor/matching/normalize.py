@@ -82,16 +82,40 @@ def _nfkc_letter_class() -> str:
     return "".join(parts)
 
 
+def _class_body(ranges: list[tuple[int, int]]) -> str:
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+def _runs(pred: Callable[[str], bool], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Ranges of code points in [lo, hi) for which ``pred(chr(cp))`` holds (surrogates skipped)."""
+    out: list[tuple[int, int]] = []
+    for cp in range(lo, hi):
+        if 0xD800 <= cp <= 0xDFFF or not pred(chr(cp)):
+            continue
+        if out and out[-1][1] == cp - 1:
+            out[-1] = (out[-1][0], cp)
+        else:
+            out.append((cp, cp))
+    return out
+
+
 # Each kind of length-changing span has its own single-class pattern: a lone character class is
 # scanned at C speed, an alternation of classes is several times slower.
 _INV_COMB = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
 _NFKC_LETTERS = re.compile(rf"[{_nfkc_letter_class()}]+")
+# Classes are spelled out as BMP ranges, which ``re`` tests with one table lookup per character
+# (``\\s`` tests Unicode properties, and astral ranges are tested one by one for every character:
+# both several times slower). Astral characters, emoji among them, enter by one range and a
+# lookbehind keeps the right ones.
 _NFKC_GATE = re.compile(
-    "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _NFKC_BLOCKS) + "]"
+    f"[{_class_body([b for b in _NFKC_BLOCKS if b[1] <= 0xFFFF])}\U00010000-\U0010ffff]"
+    f"(?:(?<=[{_class_body([b for b in _NFKC_BLOCKS if b[1] <= 0xFFFF])}])"
+    f"|(?<=[{_class_body([b for b in _NFKC_BLOCKS if b[0] > 0xFFFF])}]))"
 )
-_WS_RUN = re.compile(r"\s{2,}")
+_WS = _class_body(_runs(str.isspace, 0, 0x10000))  # (no whitespace outside the BMP)
+_WS_RUN = re.compile(f"[{_WS}][{_WS}]+")
 _ACCENTS = re.compile("[\u0300-\u036f\u0483-\u0489]")
-_WS_ONE = re.compile(r"[^\S ]")
+_WS_ONE = re.compile(f"[{_class_body(_runs(lambda c: c.isspace() and c != ' ', 0, 0x10000))}]")
 _DELETE = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
 _SPACES = re.compile(r"\s+")
 
@@ -118,23 +142,6 @@ _WEAK_LAT = frozenset("unrm")
 _LAT_TO_CYR_T = str.maketrans(LAT_TO_CYR)
 _CYR_TO_LAT_T = str.maketrans(CYR_TO_LAT)
 _LATIN_RUN = re.compile(r"[A-Za-z]+")
-
-
-def _class_body(ranges: list[tuple[int, int]]) -> str:
-    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
-
-
-def _runs(pred: Callable[[str], bool], lo: int, hi: int) -> list[tuple[int, int]]:
-    """Ranges of code points in [lo, hi) for which ``pred(chr(cp))`` holds (surrogates skipped)."""
-    out: list[tuple[int, int]] = []
-    for cp in range(lo, hi):
-        if 0xD800 <= cp <= 0xDFFF or not pred(chr(cp)):
-            continue
-        if out and out[-1][1] == cp - 1:
-            out[-1] = (out[-1][0], cp)
-        else:
-            out.append((cp, cp))
-    return out
 
 
 # The one gate of the fast path: a character some step of ``normalize`` would change. Non-printable
@@ -167,6 +174,21 @@ _GATE_ASTRAL = "\U000e0000-\U000e007f" + _class_body([b for b in _NFKC_BLOCKS if
 _GATE = re.compile(
     f"[{_GATE_BMP}{_VS}A-Za-z\U00010000-\U0010ffff]"
     f"(?:(?<=[{_GATE_BMP}])|(?<=[{_GATE_ASTRAL}])|(?<=\\w[{_VS}\U000e0100-\U000e01ef])"
+    f"|(?<=[\u0400-\u04ff][A-Za-z])|(?<=[A-Za-z])(?=[\u0400-\u04ff]))"
+)
+# One invisible character or combining mark. ``_INV_COMB`` says the same, but its astral ranges make
+# ``re`` test every character against a list of ranges; here the first class takes all astral
+# characters with one range and the condition keeps the right ones (emoji are astral and common).
+_INV_COMB_BMP = _class_body(_runs(lambda c: _INV_COMB.match(c) is not None, 0, 0x10000))
+_INV_COMB_ONE = re.compile(
+    f"[{_INV_COMB_BMP}\U00010000-\U0010ffff](?:(?<=[{_INV_COMB_BMP}])|(?<=[\U000e0000-\U000e007f\U000e0100-\U000e01ef]))"
+)
+_HYPHEN_SEARCH = re.compile(f"[{_HYPHEN_CHARS}]").search
+# The gate's characters, variation selectors included wherever they are: what ``_normalize_full``
+# scans for to learn which steps have work.
+_SPECIAL = re.compile(
+    f"[{_GATE_BMP}{_VS}A-Za-z\U00010000-\U0010ffff]"
+    f"(?:(?<=[{_GATE_BMP}{_VS}])|(?<=[{_GATE_ASTRAL}\U000e0100-\U000e01ef])"
     f"|(?<=[\u0400-\u04ff][A-Za-z])|(?<=[A-Za-z])(?=[\u0400-\u04ff]))"
 )
 # A Latin letter touching a Cyrillic one: the only place homoglyph folding has work to do.
@@ -319,41 +341,40 @@ def normalize_parts(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int
     return _normalize_full(text)
 
 
-def _normalize_full(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
+def _normalize_stepwise(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
+    """The reference: every step on its own, each behind its own C-level test (tests compare against it)."""
     edits: list[tuple[int, int, int, int]] = []
     norm = text
     if text.isascii():
         if not text.isprintable() or "  " in text:
             if _WS_RUN.search(text):
-                norm = _apply_edits(text, list(_WS_RUN.finditer(text)), edits)
+                norm = _apply_edits(text, [m.span() for m in _WS_RUN.finditer(text)], edits)
             norm = _WS_ONE.sub(" ", norm)
     else:
-        spans: list[re.Match[str]] = []
+        spans: list[tuple[int, int]] = []
         printable = text.isprintable()
         # Invisible format characters are non-printable; stress marks are printable, so they get
         # their own narrow gate (a variation selector after an emoji is harmless and left alone).
         if not printable or _ACCENTS.search(text):
-            spans.extend(_INV_COMB.finditer(text))
+            spans.extend(_inv_comb_spans(text))
         if (
             not unicodedata.is_normalized("NFKC", text)
             # «…» and «№» are the usual reasons a Russian post is not NFKC; they are not letters.
             and not unicodedata.is_normalized("NFKC", text.replace("…", "").replace("№", ""))
             and _NFKC_GATE.search(text)
         ):
-            spans.extend(_NFKC_LETTERS.finditer(text))
+            spans.extend(m.span() for m in _NFKC_LETTERS.finditer(text))
         if not printable or "  " in text:
-            spans.extend(_WS_RUN.finditer(text))
+            spans.extend(m.span() for m in _WS_RUN.finditer(text))
         if spans:
-            spans.sort(key=lambda m: m.start())
+            spans.sort(key=_first)
             norm = _apply_edits(text, spans, edits)
         if not printable:
             norm = _WS_ONE.sub(" ", norm)
         if "ё" in norm or "Ё" in norm:
             norm = norm.replace("ё", "е").replace("Ё", "Е")
-        for h in _HYPHEN_CHARS:
-            if h in norm:
-                norm = norm.translate(_HYPHENS)
-                break
+        if _HYPHEN_SEARCH(norm):
+            norm = norm.translate(_HYPHENS)
         norm = fold_homoglyphs(norm)
     low = norm.lower()
     if len(low) != len(norm):
@@ -362,16 +383,112 @@ def _normalize_full(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int
     return norm, low, tuple(edits) if edits else ()
 
 
-def _apply_edits(text: str, spans: list[re.Match[str]], edits: list[tuple[int, int, int, int]]) -> str:
+def _normalize_full(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
+    """Text the gate stopped: one scan says which steps have work, and only those run.
+
+    Same output as ``_normalize_stepwise``; a post with line breaks and emoji (most Telegram posts)
+    then costs a few scans instead of a dozen.
+    """
+    if text.isascii():
+        return _normalize_stepwise(text)
+    kinds = 0
+    ws_at: list[int] = []
+    ws_chars: set[str] = set()
+    for m in _SPECIAL.finditer(text):
+        c = m.group()
+        k = _kind(c)
+        kinds |= k
+        if k & _K_WS:
+            ws_at.append(m.start())
+            ws_chars.add(c)
+    edits: list[tuple[int, int, int, int]] = []
+    norm = text
+    spans: list[tuple[int, int]] = []
+    printable = text.isprintable()
+    if kinds & _K_INV and (not printable or _ACCENTS.search(text)):
+        spans.extend(_inv_comb_spans(text))
+    if kinds & _K_NFKC:
+        spans.extend(m.span() for m in _NFKC_LETTERS.finditer(text))
+    if "  " in text:
+        spans.extend(m.span() for m in _WS_RUN.finditer(text))
+    elif ws_at:
+        # No double space: every whitespace run of two or more holds one of the characters found.
+        n = len(text)
+        end = -1
+        for i in ws_at:
+            if i < end:
+                continue
+            a, end = i, i + 1
+            while a > 0 and text[a - 1].isspace():
+                a -= 1
+            while end < n and text[end].isspace():
+                end += 1
+            if end - a >= 2:
+                spans.append((a, end))
+    if spans:
+        spans.sort(key=_first)
+        norm = _apply_edits(text, spans, edits)
+    for c in ws_chars:
+        norm = norm.replace(c, " ")
+    if "ё" in norm or "Ё" in norm:
+        norm = norm.replace("ё", "е").replace("Ё", "Е")
+    if kinds & _K_HYPHEN:
+        norm = norm.translate(_HYPHENS)
+    if kinds & _K_LATIN or spans:
+        # (deleting an invisible character or NFKC can bring a Latin letter next to a Cyrillic one)
+        norm = fold_homoglyphs(norm)
+    low = norm.lower()
+    if len(low) != len(norm):
+        low = "".join(c.lower()[:1] or c for c in norm)
+    return norm, low, tuple(edits) if edits else ()
+
+
+_K_WS, _K_INV, _K_NFKC, _K_HYPHEN, _K_LATIN = 1, 2, 4, 8, 16
+
+
+@lru_cache(maxsize=1024)
+def _kind(c: str) -> int:
+    """Which steps of the normalisation a character found by ``_SPECIAL`` asks for (bit set)."""
+    cp = ord(c)
+    k = 0
+    if c.isspace():
+        k |= _K_WS
+    if _INV_COMB.match(c):
+        k |= _K_INV
+    if any(lo <= cp <= hi for lo, hi in _NFKC_BLOCKS):
+        k |= _K_NFKC
+    if c in _HYPHEN_CHARS:
+        k |= _K_HYPHEN
+    if c.isascii() and c.isalpha():
+        k |= _K_LATIN
+    return k
+
+
+def _first(span: tuple[int, int]) -> int:
+    return span[0]
+
+
+def _inv_comb_spans(text: str) -> list[tuple[int, int]]:
+    """Runs of invisible characters and combining marks (what ``_INV_COMB.finditer`` finds, faster)."""
+    spans: list[tuple[int, int]] = []
+    for m in _INV_COMB_ONE.finditer(text):
+        a, b = m.span()
+        if spans and spans[-1][1] == a:
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    return spans
+
+
+def _apply_edits(text: str, spans: list[tuple[int, int]], edits: list[tuple[int, int, int, int]]) -> str:
     """Replace the given special spans of ``text`` (sorted); record the edits (see Normalized)."""
     pieces: list[str] = []
     pos = 0
     npos = 0
-    for m in spans:
-        a, b = m.span()
+    for a, b in spans:
         if a < pos:
             continue  # overlaps a span already replaced (adjacent kinds)
-        span = m.group()
+        span = text[a:b]
         if span[0] in _COMBINING_SET and a > pos and not text[a - 1].isspace():
             # A combining mark composes with the letter before it (и + ̆ → й): re-normalise both.
             a -= 1
