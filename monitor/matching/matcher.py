@@ -47,22 +47,19 @@ _QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«"})
 def _bmp_word_class() -> str:
     """Character-class body of the BMP word characters (``\\w``: letters of any script, digits, "_")."""
     parts: list[str] = []
-    lo = None
-    for cp in range(0x10001):
-        ok = cp < 0x10000 and not 0xD800 <= cp <= 0xDFFF and (chr(cp).isalnum() or cp == 0x5F)
-        if ok and lo is None:
-            lo = cp
-        elif not ok and lo is not None:
-            hi = cp - 1
+    for base, stop in ((0, 0xD800), (0xE000, 0x10000)):  # (surrogates cannot be in a str)
+        for m in re.finditer(r"\w+", "".join(map(chr, range(base, stop)))):
+            lo, hi = base + m.start(), base + m.end() - 1
             parts.append(re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}")
-            lo = None
     return "".join(parts)
 
 
 # Everything that is not a word character (letters of any script, digits, "_") is a boundary. The
 # class is spelled out for the BMP, where ``re`` tests it with one table lookup (``[^\\w ]`` tests
-# Unicode categories and is half as fast); an astral letter (rare: old scripts, CJK extensions) counts
-# as a boundary here and is checked at the hits instead.
+# Unicode categories and is half as fast). An astral letter (rare: historic scripts, CJK extensions;
+# NFKC has already turned math letters into plain ones) becomes a space in the key too; next to a hit
+# it is checked at the hit, so it still continues a word. (Inside an alias it would match any astral
+# letter, which no Russian or Kazakh name has.)
 _NON_WORD_SUB = re.compile(f"[^ {_bmp_word_class()}]").sub
 
 

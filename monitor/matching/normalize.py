@@ -33,10 +33,11 @@ __all__ = [
 # Invisible format characters: ZWSP/ZWNJ/ZWJ, LRM/RLM, bidi embeddings and isolates, word joiner and
 # the invisible operators, BOM, soft hyphen, Mongolian vowel separator, variation selectors, tag
 # characters. Deleting them is what lets «Газ\u200bпром» be found; they carry no meaning for matching.
-_INVISIBLE = (
+_INVISIBLE_BMP = (
     "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
 )
+_INVISIBLE = _INVISIBLE_BMP + "\U000e0000-\U000e007f\U000e0100-\U000e01ef"
 # Combining marks left after NFKC (stress accents: «Роса́том»). NFKC composes й and ё first, so they
 # survive; the accent on an already-composed letter has nowhere to go and is dropped.
 _COMBINING = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
@@ -112,10 +113,10 @@ _NFKC_GATE = re.compile(
     f"(?:(?<=[{_class_body([b for b in _NFKC_BLOCKS if b[1] <= 0xFFFF])}])"
     f"|(?<=[{_class_body([b for b in _NFKC_BLOCKS if b[0] > 0xFFFF])}]))"
 )
-_WS = _class_body(_runs(str.isspace, 0, 0x10000))  # (no whitespace outside the BMP)
+_WS = _class_body(_runs(str.isspace, 0, 0x3001))  # (no whitespace after U+3000)
 _WS_RUN = re.compile(f"[{_WS}][{_WS}]+")
 _ACCENTS = re.compile("[\u0300-\u036f\u0483-\u0489]")
-_WS_ONE = re.compile(f"[{_class_body(_runs(lambda c: c.isspace() and c != ' ', 0, 0x10000))}]")
+_WS_ONE = re.compile(f"[{_class_body(_runs(lambda c: c.isspace() and c != ' ', 0, 0x3001))}]")
 _DELETE = re.compile(rf"[{_INVISIBLE}{_COMBINING}]+")
 _SPACES = re.compile(r"\s+")
 
@@ -153,19 +154,11 @@ _LATIN_RUN = re.compile(r"[A-Za-z]+")
 # double spaces and lower-casing are cheaper as plain ``str`` operations. Text with no hit is already
 # normal (a test checks that the fast and the full path agree).
 _VS = "\ufe00-\ufe0f"
-_CHANGED = re.compile(f"[{_INVISIBLE}{_COMBINING}{_HYPHEN_CHARS}]")
-
-
-def _gate_bmp(c: str) -> bool:
-    cp = ord(c)
-    return (
-        not c.isprintable()
-        or (_CHANGED.match(c) is not None and not 0xFE00 <= cp <= 0xFE0F)
-        or any(lo <= cp <= hi for lo, hi in _NFKC_BLOCKS)
-    )
-
-
-_GATE_BMP = _class_body(_runs(_gate_bmp, 0, 0x10000))
+_NON_PRINTABLE_BMP = _class_body(_runs(lambda c: not c.isprintable(), 0, 0x10000))
+_GATE_BMP = (
+    _NON_PRINTABLE_BMP + _INVISIBLE_BMP.replace(_VS, "") + _COMBINING + _HYPHEN_CHARS
+    + _class_body([b for b in _NFKC_BLOCKS if b[1] <= 0xFFFF])
+)  # fmt: skip
 # Astral characters the steps change (tag characters, supplementary variation selectors, math and other
 # NFKC letters); emoji are astral too and must not leave the fast path, so the first class takes every
 # astral character with one range (a class with many astral ranges is scanned several times slower) and
@@ -179,7 +172,7 @@ _GATE = re.compile(
 # One invisible character or combining mark. ``_INV_COMB`` says the same, but its astral ranges make
 # ``re`` test every character against a list of ranges; here the first class takes all astral
 # characters with one range and the condition keeps the right ones (emoji are astral and common).
-_INV_COMB_BMP = _class_body(_runs(lambda c: _INV_COMB.match(c) is not None, 0, 0x10000))
+_INV_COMB_BMP = _INVISIBLE_BMP + _COMBINING
 _INV_COMB_ONE = re.compile(
     f"[{_INV_COMB_BMP}\U00010000-\U0010ffff](?:(?<=[{_INV_COMB_BMP}])|(?<=[\U000e0000-\U000e007f\U000e0100-\U000e01ef]))"
 )
@@ -191,6 +184,7 @@ _SPECIAL = re.compile(
     f"(?:(?<=[{_GATE_BMP}{_VS}])|(?<=[{_GATE_ASTRAL}\U000e0100-\U000e01ef])"
     f"|(?<=[\u0400-\u04ff][A-Za-z])|(?<=[A-Za-z])(?=[\u0400-\u04ff]))"
 )
+_VS_SEARCH = re.compile(f"[{_VS}\U000e0100-\U000e01ef]").search
 # A Latin letter touching a Cyrillic one: the only place homoglyph folding has work to do.
 _MIXED = re.compile("[A-Za-z](?:(?<=[\u0400-\u04ff].)|(?=[\u0400-\u04ff]))")
 
@@ -329,16 +323,19 @@ def normalize(text: str) -> Normalized:
 
 def normalize_parts(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
     """``(text, lower, edits)`` of ``normalize(text)`` without building the object (the matcher's hot path)."""
-    if "  " not in text and _GATE.search(text) is None:
-        # Nothing but ё can change: the offsets are the original ones, no edits to record.
-        low = text.lower()
-        if "ё" in low:
-            low = low.replace("ё", "е")
-            text = text.replace("ё", "е").replace("Ё", "Е")
-        if len(low) != len(text):
-            low = "".join(c.lower()[:1] or c for c in text)
-        return text, low, ()
-    return _normalize_full(text)
+    if "  " in text:
+        return _normalize_full(text)
+    hit = _GATE.search(text)
+    if hit is not None:
+        return _normalize_full(text, hit.start())
+    # Nothing but ё can change: the offsets are the original ones, no edits to record.
+    low = text.lower()
+    if "ё" in low:
+        low = low.replace("ё", "е")
+        text = text.replace("ё", "е").replace("Ё", "Е")
+    if len(low) != len(text):
+        low = "".join(c.lower()[:1] or c for c in text)
+    return text, low, ()
 
 
 def _normalize_stepwise(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
@@ -383,18 +380,19 @@ def _normalize_stepwise(text: str) -> tuple[str, str, tuple[tuple[int, int, int,
     return norm, low, tuple(edits) if edits else ()
 
 
-def _normalize_full(text: str) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
+def _normalize_full(text: str, start: int = 0) -> tuple[str, str, tuple[tuple[int, int, int, int], ...]]:
     """Text the gate stopped: one scan says which steps have work, and only those run.
 
     Same output as ``_normalize_stepwise``; a post with line breaks and emoji (most Telegram posts)
-    then costs a few scans instead of a dozen.
+    then costs a few scans instead of a dozen. ``start`` is where the gate stopped: before it only a
+    variation selector after a non-word character (an emoji) can be special.
     """
     if text.isascii():
         return _normalize_stepwise(text)
-    kinds = 0
+    kinds = _K_INV if start and _VS_SEARCH(text, 0, start) else 0
     ws_at: list[int] = []
     ws_chars: set[str] = set()
-    for m in _SPECIAL.finditer(text):
+    for m in _SPECIAL.finditer(text, start):
         c = m.group()
         k = _kind(c)
         kinds |= k
