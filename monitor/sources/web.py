@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import weakref
 from datetime import UTC, datetime
 
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 USER_AGENT = (f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36 "
               f"tgmonitor/{__version__}")
 KIND = "web"
+#: the parser reads a few English words of the markup ("edited", "Please open Telegram to view this post"):
+#: ask for the English page; a channel's posts are the same in every language
+ACCEPT_LANGUAGE = "en-US,en;q=0.9"
+#: redirects followed while they stay on a channel's preview (``/s/<name>``: a renamed channel, http → https)
+MAX_REDIRECTS = 3
 #: transient failures (network, 5xx) are retried this many times with a growing pause
 RETRIES = 3
 #: the longest Retry-After we honour by waiting in place; longer ones defer the work
@@ -95,7 +101,7 @@ class WebClient:
         self.budget = budget or shared_budget(settings)
         self.requests = 0
         self.http = httpx.AsyncClient(
-            base_url=settings.base_url, headers={"User-Agent": USER_AGENT, "Accept-Language": "ru,en;q=0.8"},
+            base_url=settings.base_url, headers={"User-Agent": USER_AGENT, "Accept-Language": ACCEPT_LANGUAGE},
             timeout=httpx.Timeout(20.0, connect=10.0), follow_redirects=False, proxy=settings.proxy,
             transport=transport,
         )
@@ -109,7 +115,9 @@ class WebClient:
         Waits up to ``max_wait`` seconds for the budget or a Retry-After, else raises RateLimited."""
         params = {"before": str(before)} if before is not None else None
         path = f"/s/{username}"
-        attempt = 0
+        url: str | httpx.URL = path
+        name = username
+        attempt = redirects = 0
         while True:
             try:
                 await self.budget.acquire(KIND, max_wait=max_wait)
@@ -117,7 +125,7 @@ class WebClient:
                 raise RateLimited(exc.seconds) from None
             self.requests += 1
             try:
-                r = await self.http.get(path, params=params)
+                r = await self.http.get(url, params=params)
             except httpx.HTTPError as exc:
                 attempt += 1
                 if attempt > RETRIES:
@@ -134,9 +142,15 @@ class WebClient:
                 continue  # acquire() now waits out the deferral
             if r.is_redirect:
                 target = r.headers.get("Location", "")
-                if "/s/" not in target:
+                moved = _preview_name(target)
+                if moved is None:
                     raise ChannelUnavailable(f"no public web preview: {path} redirects to {target or 'elsewhere'}")
-                raise WebSourceError(f"{path} redirects to {target}")
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise WebSourceError(f"{path}: too many redirects (last to {target})")
+                # The same preview elsewhere (https, a renamed channel): follow it, keeping ?before=.
+                url, name = r.url.join(target).copy_with(query=None), moved
+                continue
             if r.status_code == 404:
                 raise ChannelUnavailable(f"no public web preview: {path} is not found")
             if r.status_code >= 500:
@@ -148,7 +162,14 @@ class WebClient:
             if r.status_code != 200:
                 raise WebSourceError(f"{path}: HTTP {r.status_code}")
             # Parsing a page is a few milliseconds of CPU; no thread hop needed.
-            page = parse_page(r.text, username)
+            page = parse_page(r.text, name)
             if not page.is_channel:
                 raise ChannelUnavailable(f"no public web preview: {path} shows no message history")
             return page
+
+
+def _preview_name(location: str) -> str | None:
+    """The channel a redirect's target previews (``…/s/<name>``), or None when it leaves the preview (t.me
+    sends ``/s/<name>`` of a channel without a public preview to its plain page ``/<name>``)."""
+    m = re.search(r"(?:^|/)s/([A-Za-z0-9_]+)/?(?:[?#]|$)", httpx.URL(location).path if location else "")
+    return m.group(1) if m else None

@@ -22,12 +22,27 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from monitor.posts import ForwardOrigin, Post
 
-_POST_LINK = re.compile(r"(?:^|/)(?:s/)?(?P<user>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<id>\d+)(?:[?#].*)?$")
-_VIEWS = re.compile(r"^\s*([\d.,]+)\s*([KMB]?)\s*$", re.I)
-_BLOCKS = {"div", "p", "blockquote", "pre", "li", "ul", "ol", "h1", "h2", "h3", "h4"}
+_POST_LINK = re.compile(r"(?:^|/)(?:s/)?(?P<user>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<id>\d+)/?(?:[?#].*)?$")
+_BEFORE = re.compile(r"[?&]before=(\d+)")
+_VIEWS = re.compile(r"^\s*([\d.,\s\xa0]*\d)\s*([KMB]?)(?:\s+\w+)?\s*$", re.I)
+_BLOCKS = frozenset({"div", "p", "blockquote", "pre", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+                     "tr", "section", "article", "header", "footer", "figure", "figcaption", "hr", "details",
+                     "summary"})
+#: whitespace around a newline in the page's source: the markup's formatting, not a line of the post (t.me
+#: writes the post's own line breaks as ``<br>``); it separates words like a space, as a browser shows it
+_SOURCE_BREAK = re.compile(r"[ \t\f\r]*[\r\n][ \t\f\r\n]*")
 #: containers inside a message whose text is not the post's own words
 _FOREIGN = ("tgme_widget_message_reply", "tgme_widget_message_link_preview", "tgme_widget_message_forwarded_from",
-            "tgme_widget_message_author", "tgme_widget_message_footer", "message_media_not_supported")
+            "tgme_widget_message_author", "tgme_widget_message_footer", "message_media_not_supported",
+            "tgme_widget_message_poll", "tgme_widget_message_document_wrap", "tgme_widget_message_inline_keyboard")
+#: media elements: a "not supported" notice inside one is about that file, not about the post
+_MEDIA = ("tgme_widget_message_video_player", "tgme_widget_message_photo_wrap", "tgme_widget_message_grouped_wrap",
+          "tgme_widget_message_roundvideo_player", "tgme_widget_message_voice_player",
+          "tgme_widget_message_document_wrap", "tgme_widget_message_link_preview", "tgme_widget_message_reply",
+          "link_preview_video_player", "tgme_widget_message_sticker_wrap", "tgme_widget_message_location_wrap")
+#: labels of notices that only say a file cannot be played here ("This media is not supported in your
+#: browser", "Media is too big"); the post itself is shown whole
+_MEDIA_ONLY_NOTICE = re.compile(r"browser|too big|too large|браузер|слишком", re.I)
 
 
 @dataclass(slots=True)
@@ -59,7 +74,7 @@ def parse_page(doc: str, username: str | None = None) -> WebPage:
     page = WebPage(is_channel=history is not None or bool(wraps))
     title = tree.css_first(".tgme_channel_info_header_title")
     if title is not None:
-        page.title = _clean(title.text(deep=True)) or None
+        page.title = _clean(_text(title, [])) or None
     for node in wraps:
         ref = (node.attributes.get("data-post") or "").strip()
         user, _, num = ref.rpartition("/")
@@ -78,12 +93,22 @@ def parse_page(doc: str, username: str | None = None) -> WebPage:
             page.posts.append(post)
             page.ids.extend(i for i in post.member_ids if i != mid)
     page.posts.sort(key=lambda p: p.message_id)
-    more = tree.css_first("a.tme_messages_more[data-before]")
-    if more is not None:
-        b = (more.attributes.get("data-before") or "").strip()
-        if b.isdigit():
-            page.before = int(b)
+    page.before = _before(tree)
     return page
+
+
+def _before(tree: LexborHTMLParser) -> int | None:
+    """The ``?before=`` id of the next older page: the "load more" link at the top of the history, else the
+    head's ``<link rel="prev">``; None at the channel's start (neither is there)."""
+    for more in tree.css("a.tme_messages_more[data-before]"):
+        b = (more.attributes.get("data-before") or "").strip()
+        if b.isdigit() and int(b) > 0:
+            return int(b)
+    for link in tree.css("link[rel=prev][href]"):
+        m = _BEFORE.search(link.attributes.get("href") or "")
+        if m and int(m.group(1)) > 0:
+            return int(m.group(1))
+    return None
 
 
 def parse_message(node: LexborNode, mid: int) -> Post | None:
@@ -96,22 +121,28 @@ def parse_message(node: LexborNode, mid: int) -> Post | None:
     text = _text(text_node, links) if text_node is not None else ""
     poll = node.css_first(".tgme_widget_message_poll_question")
     if not text and poll is not None:
-        options = [_clean(o.text(deep=True)) for o in node.css(".tgme_widget_message_poll_option_text")]
-        text = "\n".join([_clean(poll.text(deep=True)), *options])
-    incomplete = node.css_first(".message_media_not_supported") is not None
+        options = [_text(o, []) for o in node.css(".tgme_widget_message_poll_option_text")]
+        text = "\n".join(t for t in [_text(poll, []), *options] if t)
+    incomplete = _unsupported(node)
     forward = _forward(node)
     preview, preview_href = _link_preview(node)
-    members = _album_ids(node)
+    members = _album_ids(node, mid)
     ids = sorted({mid, *members})
-    meta = node.css_first(".tgme_widget_message_meta")
-    edited = meta is not None and "edited" in meta.text(deep=True).lower()
     raw: dict[str, Any] = {"source": "web", "data_post_id": mid}
     if links:
         raw["links"] = links
     if preview_href:
         raw["link_preview_url"] = preview_href
-    if edited:
+    if _edited(node):
         raw["edited"] = True  # the preview shows an "edited" mark but no edit time
+    author = node.css_first(".tgme_widget_message_from_author")
+    if author is not None and _clean(author.text(deep=True)):
+        raw["author"] = _clean(author.text(deep=True))
+    reply = node.css_first("a.tgme_widget_message_reply[href]")
+    if reply is not None:
+        m = _POST_LINK.search((reply.attributes.get("href") or "").split("://", 1)[-1])
+        if m:
+            raw["reply_to_message_id"] = int(m.group("id"))
     views = _views(node)
     return Post(
         message_id=ids[0], date=date, text=text, views=views, forward=forward,
@@ -124,11 +155,12 @@ def _has_class(node: LexborNode, cls: str) -> bool:
     return cls in (node.attributes.get("class") or "").split()
 
 
-def _inside_foreign(node: LexborNode, stop: LexborNode) -> bool:
+def _inside(node: LexborNode, stop: LexborNode, classes: tuple[str, ...]) -> bool:
+    """Whether an ancestor of ``node`` below ``stop`` carries one of ``classes``."""
     p = node.parent
-    while p is not None and p is not stop and p.mem_id != stop.mem_id:
-        classes = (p.attributes.get("class") or "").split()
-        if any(c in classes for c in _FOREIGN):
+    while p is not None and p.mem_id != stop.mem_id:
+        names = (p.attributes.get("class") or "").split()
+        if any(c in names for c in classes):
             return True
         p = p.parent
     return False
@@ -137,40 +169,96 @@ def _inside_foreign(node: LexborNode, stop: LexborNode) -> bool:
 def _own_text_node(node: LexborNode) -> LexborNode | None:
     """The post's own text block: not a quoted reply's, a link preview's or a forward header's."""
     for cand in node.css(".tgme_widget_message_text"):
-        if not _inside_foreign(cand, node):
+        if not _inside(cand, node, _FOREIGN):
             return cand
     return None
 
 
-def _text(node: LexborNode, links: list[str]) -> str:
-    """Visible text with ``<br>`` as newlines, link texts kept (hrefs collected), emoji as characters."""
-    out: list[str] = []
+def _unsupported(node: LexborNode) -> bool:
+    """The preview cannot show this post whole ("Please open Telegram to view this post"). A notice inside a
+    video, album or sticker ("This media is not supported in your browser", "Media is too big") is about
+    playing that file, not about the post."""
+    for box in node.css(".message_media_not_supported"):
+        if _inside(box, node, _MEDIA):
+            continue
+        label = box.css_first(".message_media_not_supported_label")
+        if _MEDIA_ONLY_NOTICE.search(_clean((label or box).text(deep=True))):
+            continue
+        return True
+    return False
 
-    def walk(n: LexborNode) -> None:
+
+def _edited(node: LexborNode) -> bool:
+    """The footer's meta holds the date link, an optional signature and, for an edited post, a word
+    ("edited"): any word left once the date and the signature are taken out is the edit mark."""
+    meta = node.css_first(".tgme_widget_message_meta")
+    if meta is None:
+        return False
+    text = meta.text(deep=True)
+    for cls in (".tgme_widget_message_date", ".tgme_widget_message_from_author", "time"):
+        for sub in meta.css(cls):
+            part = sub.text(deep=True)
+            if part:
+                text = text.replace(part, " ", 1)
+    return re.search(r"[^\W\d_]", text) is not None
+
+
+def _text(node: LexborNode, links: list[str]) -> str:
+    """Visible text: ``<br>`` is a line break and so is the edge of a block (``<div>``, ``<blockquote>``,
+    ``<pre>``; never two where a ``<br>`` already breaks the line), link texts are kept (their hrefs go to
+    ``links``), emoji images are their characters, and whitespace around a newline in the page's source is
+    one space (a browser shows it so; ``<pre>`` keeps its lines). Everything else is kept as written, so the
+    text equals the message's own text as the API and an export give it."""
+    out: list[str] = []
+    state = {"block": False, "space": False}  # a block edge / a source line break waits before the next text
+
+    def emit(s: str) -> None:
+        if not s:
+            return
+        if state["block"] and out and not out[-1].endswith("\n") and not s.startswith("\n"):
+            out.append("\n")
+        elif state["space"] and out and not out[-1].endswith(("\n", " ", "\xa0")) \
+                and not s.startswith(("\n", " ", "\xa0")):
+            out.append(" ")
+        state["block"] = state["space"] = False
+        out.append(s)
+
+    def walk(n: LexborNode, pre: bool) -> None:
         child = n.child
         while child is not None:
             tag = child.tag
             if tag == "-text":
-                out.append(child.text(deep=False) or "")
+                t = (child.text(deep=False) or "").replace("\r\n", "\n")
+                if pre:
+                    emit(t)
+                else:
+                    for i, piece in enumerate(_SOURCE_BREAK.split(t)):
+                        if i:
+                            state["space"] = True
+                        emit(piece)
             elif tag == "br":
-                out.append("\n")
-            elif tag in ("script", "style", "-comment"):
+                emit("\n")
+            elif tag in ("script", "style", "-comment", "svg", "template"):
                 pass
+            elif tag == "img":
+                alt = child.attributes.get("alt")
+                if alt and "emoji" in (child.attributes.get("class") or ""):
+                    emit(alt)
             else:
                 if tag == "a":
                     href = child.attributes.get("href")
                     if href:
                         links.append(_unescape_href(href))
-                if tag in _BLOCKS and out and not out[-1].endswith("\n"):
-                    out.append("\n")
-                walk(child)
-                if tag in _BLOCKS and out and not out[-1].endswith("\n"):
-                    out.append("\n")
+                block = tag in _BLOCKS
+                if block:
+                    state["block"] = True
+                walk(child, pre or tag == "pre")
+                if block:
+                    state["block"] = True
             child = child.next
 
-    walk(node)
-    text = "".join(out).replace("\xa0", " ").replace("\r", "")
-    return "\n".join(line.rstrip() for line in text.strip("\n").split("\n")).strip()
+    walk(node, False)
+    return "".join(out).replace("\r", "\n").strip()
 
 
 def _unescape_href(href: str) -> str:
@@ -195,14 +283,15 @@ def _date(node: LexborNode) -> datetime | None:
 
 
 def parse_views(text: str) -> int | None:
-    """``44`` → 44, ``12.5K`` → 12500, ``1.2M`` → 1200000 (the preview rounds them)."""
+    """``44`` → 44, ``12.5K`` → 12500, ``1.2M`` → 1200000 (the preview rounds them); ``1,234`` → 1234."""
     m = _VIEWS.match(text or "")
     if not m:
         return None
-    digits, suffix = m.group(1), m.group(2).upper()
+    digits = re.sub(r"[\s\xa0]", "", m.group(1))
+    suffix = m.group(2).upper()
     if not suffix:  # a plain count; any separator is a thousands separator
         plain = digits.replace(",", "").replace(".", "")
-        return int(plain) if plain else None
+        return int(plain) if plain.isdigit() else None
     try:
         num = float(digits.replace(",", "."))
     except ValueError:
@@ -216,15 +305,22 @@ def _views(node: LexborNode) -> int | None:
 
 
 def _forward(node: LexborNode) -> ForwardOrigin | None:
+    """``Forwarded from <a class="…_forwarded_from_name" href="https://t.me/src/77">Name</a>`` (the link
+    is missing for a hidden sender, and points at a user or channel page rather than a post at times)."""
     box = node.css_first(".tgme_widget_message_forwarded_from")
     if box is None:
         return None
     name_node = box.css_first(".tgme_widget_message_forwarded_from_name")
-    name = _clean(name_node.text(deep=True)) if name_node is not None else ""
+    name = _clean(_text(name_node, [])) if name_node is not None else ""
     if not name:
-        name = re.sub(r"^\s*Forwarded from\s*", "", _clean(box.text(deep=True)), flags=re.I)
+        whole = _clean(_text(box, []))
+        author = box.css_first(".tgme_widget_message_forwarded_from_author")
+        if author is not None:
+            whole = whole.replace(_clean(author.text(deep=True)), "").strip()
+        name = re.sub(r"^\s*(?:Forwarded from|Переслано из)\s*:?\s*", "", whole, flags=re.I)
     msg_id: int | None = None
-    href = name_node.attributes.get("href") if name_node is not None else None
+    href = (name_node.attributes.get("href") if name_node is not None else None) or (
+        box.attributes.get("href") if box.tag == "a" else None)
     if href:
         m = _POST_LINK.search(href.split("://", 1)[-1])
         if m:
@@ -240,21 +336,27 @@ def _link_preview(node: LexborNode) -> tuple[str | None, str | None]:
     for cls in ("link_preview_site_name", "link_preview_title", "link_preview_description"):
         n = box.css_first("." + cls)
         if n is not None:
-            links: list[str] = []
-            t = _text(n, links)
+            t = _text(n, [])
             if t:
                 parts.append(t)
     href = box.attributes.get("href")
     return ("\n".join(parts) or None), (_unescape_href(href) if href else None)
 
 
-def _album_ids(node: LexborNode) -> list[int]:
-    """Ids of an album's items (their links end in ``/<id>?single``)."""
+def _album_ids(node: LexborNode, mid: int) -> list[int]:
+    """Ids of an album's items: each item links to ``https://t.me/<channel>/<id>?single``. Only links to
+    this channel near the widget's id count (an album holds at most 10 items, all with consecutive ids but
+    for deleted ones)."""
     ids = []
+    channel = ((node.attributes.get("data-post") or "").rpartition("/")[0]).lower()
     for a in node.css(".tgme_widget_message_grouped_wrap a[href]"):
         href = a.attributes.get("href") or ""
-        if "?single" in href:
-            m = _POST_LINK.search(href.split("?", 1)[0].split("://", 1)[-1])
-            if m:
-                ids.append(int(m.group("id")))
+        if "?single" not in href:
+            continue
+        m = _POST_LINK.search(href.split("?", 1)[0].split("://", 1)[-1])
+        if not m or (channel and m.group("user").lower() != channel):
+            continue
+        n = int(m.group("id"))
+        if abs(n - mid) < 20:
+            ids.append(n)
     return ids
