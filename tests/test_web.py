@@ -34,6 +34,8 @@ class Site:
     requests: list[tuple[str, int | None]] = field(default_factory=list)
     too_many: int = 0  # answer the next N requests with 429
     retry_after: str = "0"
+    renamed: dict[str, str] = field(default_factory=dict)  # old name -> new: /s/old redirects to /s/new
+    headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, n: int, text: Callable[[int], str] = lambda i: f"Росатом: новость номер {i}") -> None:
@@ -81,6 +83,12 @@ def site() -> Iterator[tuple[Site, str]]:
             before = int(raw) if raw.isdigit() else None
             with s.lock:
                 s.requests.append((name, before))
+                s.headers.append(dict(self.headers))
+                if name in s.renamed and u.path.startswith("/s/"):
+                    self.send_response(302)
+                    self.send_header("Location", f"/s/{s.renamed[name]}" + (f"?{u.query}" if u.query else ""))
+                    self.end_headers()
+                    return
                 if s.too_many:
                     s.too_many -= 1
                     self.send_response(429)
@@ -214,6 +222,29 @@ async def test_channel_without_preview_is_unavailable(web_rt: tuple[Runtime, Sit
         assert again.unavailable and again.requests == 0  # retried later, not hammered
     finally:
         await jobs.aclose()
+
+
+async def test_a_redirect_within_the_preview_is_followed(site: tuple[Site, str]) -> None:
+    """A renamed channel (/s/old → /s/new) is read under its new name, ?before= kept; a redirect loop is an
+    error, not an endless walk; pages are asked for in English with a real User-Agent."""
+    from monitor.budget import RequestBudget
+    from monitor.config import WebSourceSettings
+    from monitor.sources.web import WebClient, WebSourceError
+
+    s, base = site
+    s.add("newname", 20)
+    s.renamed["oldname"] = "newname"
+    s.renamed["loop_a"], s.renamed["loop_b"] = "loop_b", "loop_a"
+    client = WebClient(WebSourceSettings(base_url=base), budget=RequestBudget(6000, burst=100))
+    try:
+        page = await client.page("oldname", before=15)
+        assert [p.message_id for p in page.posts] == list(range(7, 15))
+        assert s.requests[-2:] == [("oldname", 15), ("newname", 15)]
+        with pytest.raises(WebSourceError, match="redirect"):
+            await client.page("loop_a")
+    finally:
+        await client.aclose()
+    assert s.headers[0]["Accept-Language"].startswith("en") and "Mozilla" in s.headers[0]["User-Agent"]
 
 
 async def test_backfill_resumes_completes_and_repeats_nothing(web_rt: tuple[Runtime, Site]) -> None:
