@@ -323,7 +323,7 @@ class Watchlist:
             # length, so offsets are shared with ``norm`` and ``low``.
             aliases = self._aliases
             size = len(low)
-            for e, (length, targets) in self._iter(" " + _NON_WORD_SUB(" ", low) + " "):
+            for e, (length, targets) in self._iter(f" {_NON_WORD_SUB(' ', low)} "):
                 # key[i + 1] is low[i]; the closing space of the hit is key[e], i.e. low[e - 1].
                 end = e - 1
                 start = end - length
@@ -343,6 +343,17 @@ class Watchlist:
                         if ctx is None:
                             ctx = set()
                         ctx.add(idx)
+        if self._regex_entities:
+            self._run_regexes(norm, cands)
+        if not cands:
+            return []
+        if self._needs_post:
+            cands = self._apply_rules(cands, excl or [], ctx or set())
+            if not cands:
+                return []
+        return self._emit(text, norm, edits, cands)
+
+    def _run_regexes(self, norm: str, cands: list[tuple[int, int, int, int]]) -> None:
         for ei in self._regex_entities:
             pat = self._entities[ei].pattern
             try:
@@ -351,13 +362,6 @@ class Watchlist:
                         cands.append((m.start(), m.end(), ei, -1))
             except TimeoutError:
                 continue  # the post goes on without this pattern rather than hanging the service
-        if not cands:
-            return []
-        if self._needs_post:
-            cands = self._apply_rules(cands, excl or [], ctx or set())
-            if not cands:
-                return []
-        return self._emit(text, norm, edits, cands)
 
     def _apply_rules(
         self, cands: list[tuple[int, int, int, int]], excl: list[tuple[int, int, int]], ctx: set[int]

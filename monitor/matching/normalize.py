@@ -402,8 +402,7 @@ def _normalize_full(text: str, start: int = 0) -> tuple[str, str, tuple[tuple[in
     edits: list[tuple[int, int, int, int]] = []
     norm = text
     spans: list[tuple[int, int]] = []
-    printable = text.isprintable()
-    if kinds & _K_INV and (not printable or _ACCENTS.search(text)):
+    if kinds & _K_INV and (not text.isprintable() or _ACCENTS.search(text)):
         spans.extend(_inv_comb_spans(text))
     if kinds & _K_NFKC:
         spans.extend(m.span() for m in _NFKC_LETTERS.finditer(text))
