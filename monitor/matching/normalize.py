@@ -9,6 +9,12 @@ normalised position maps back to the original. Normalisation is done in two laye
    shift linearly, so the map is a short list instead of one integer per character.
 2. *Same-length* replacements (ё→е, hyphen look-alikes, Latin/Cyrillic homoglyphs inside mixed-script
    words). They never move offsets, so they cost the map nothing.
+
+Speed: ``normalize_parts`` (the matcher's entry) first runs one gate scan (``_GATE``). Clean text
+costs that scan, a double-space and a ё test and ``lower()``, with no edits. Otherwise
+``_normalize_full`` scans once more for every special character and runs only the steps that have
+work (a post with line breaks and emoji: the whitespace step, and removing the variation selectors).
+``_normalize_stepwise`` is the plain reference both must agree with (tests/test_matching.py).
 """
 
 from __future__ import annotations
