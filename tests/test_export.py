@@ -137,3 +137,141 @@ def test_progress_counts_every_byte() -> None:
     seen: list[int] = []
     items(DATA / "export_single.json", on_read=seen.append)
     assert sum(seen) == (DATA / "export_single.json").stat().st_size
+
+
+# --- exports as tdesktop writes them (export_output_json.cpp): every entity type, media fields, albums
+# without a grouped id, forwards with forwarded_from_id, a control character written as "\x0B" -----------
+
+REAL = DATA / "export_real.json"
+T0 = datetime(2025, 2, 3, 9, 0, tzinfo=UTC)
+
+
+def test_real_export_posts_and_skips() -> None:
+    its = items(REAL)
+    assert its[0].post is None and (its[0].chat.name, its[0].chat.id) == ("Экономика Live", 1987654321)
+    posts = {it.post.message_id: it.post for it in its if it.post is not None}
+    assert sorted(posts) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 19, 22, 23, 24, 25, 26, 29, 30, 31, 32]
+    assert sum(it.skipped for it in its) == 3  # two service messages and one unsupported
+
+
+def test_real_export_every_entity_type_is_plain_text() -> None:
+    p = posts_of(REAL)[2]
+    assert p.text == ("Сбербанк и ВТБ — отчёт https://cbr.ru\n@cbr_news #банки $SBER 🔥\n"
+                      "Цитата: Газпром ждёт роста\nРоснефть подчёркнуто зачёркнуто\nx = 1\ny = 2\n"
+                      "ЛУКОЙЛ тел. +7 495 123-45-67, press@example.ru, карта 4111 1111 1111 1111, Иван /start прочее")
+    assert p.date == T0 + timedelta(hours=1)  # date_unixtime; `date` is the exporter's local time (UTC+3)
+
+
+def test_real_export_media_captions_and_fields() -> None:
+    posts = posts_of(REAL)
+    assert posts[3].edit_date == T0 + timedelta(hours=2, minutes=30) and posts[3].raw["author"] == "Анна Петрова"
+    assert posts[4].text == "Подпись к фото: Газпром на выставке" and posts[4].album_id is None
+    assert posts[5].text == "Интервью главы Сбера" and posts[5].raw["media_type"] == "video_file"
+    assert posts[6].text == "" and posts[6].raw["sticker_emoji"] == "😂"
+    assert posts[7].text == "Купит ли Газпромбанк «Северсталь»?\nДа\nНет, купит ВТБ"
+    assert posts[8].text == "Офис Яндекса" and posts[8].raw["place_name"] == "Яндекс"
+    assert posts[11].raw["reply_to_message_id"] == 3 and posts[12].raw["via_bot"] == "@rates_bot"
+    assert posts[29].text.count("\n") == 199 and len(posts[29].text) > 8000  # a very long post, whole
+    assert posts[31].album_id is None and posts[32].album_id is None  # voice messages are never album parts
+
+
+def test_real_export_forwards() -> None:
+    posts = posts_of(REAL)
+    assert posts[9].forward is not None
+    assert (posts[9].forward.name, posts[9].forward.channel_id) == ("Росатом", 1555000001)
+    assert posts[10].forward is not None and posts[10].forward.name is None  # a deleted account: still a forward
+    assert posts[2].forward is None
+
+
+def test_real_export_albums_without_a_grouped_id() -> None:
+    posts = posts_of(REAL)
+    assert posts[13].member_ids == (13, 14, 15) and posts[13].text == "Альбом: Норникель в Норильске"
+    assert posts[16].member_ids == (16, 17, 18) and posts[16].text == "Отчёты Аэрофлота за квартал"  # last caption
+    assert posts[19].member_ids == (19, 21)  # a part deleted since: still one album
+    assert posts[22].album_id is None and posts[23].album_id is None  # two captions: two posts
+    assert [posts[i].album_id for i in (24, 25, 26)] == [None, None, None]  # never across a text message
+
+
+def test_real_export_control_character_escape_is_read() -> None:
+    assert posts_of(REAL)[30].text == "Новое: Ростех\x0bи «Ростелеком»"
+
+
+def test_real_export_event_path_reads_the_same() -> None:
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.buf = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            chunk = self.buf.read(min(len(b), 777))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    streamed = [it.post for it in read_export(io.BufferedReader(Pipe(REAL.read_bytes()))) if it.post]
+    assert streamed == [it.post for it in items(REAL) if it.post]
+
+
+def test_escape_repair_across_every_chunk_boundary() -> None:
+    from monitor.sources.export import _Source
+
+    raw = b'{"a": "x\\x0By \\\\x41 \\\\\\x1F \\u00e9 \\"q\\" end\\\\"}'
+    want = b'{"a": "x\\u000By \\\\x41 \\\\\\u001F \\u00e9 \\"q\\" end\\\\"}'
+    assert json.loads(want)["a"] == 'x\x0by \\x41 \\\x1f é "q" end\\'
+
+    class Chunks:
+        def __init__(self, data: bytes, size: int) -> None:
+            self.data, self.size = data, size
+
+        def read(self, n: int = -1) -> bytes:
+            out, self.data = self.data[: self.size], self.data[self.size:]
+            return out
+
+    for size in range(1, len(raw) + 1):
+        src, got = _Source(Chunks(raw, size)), b""  # type: ignore[arg-type]
+        while chunk := src.read(65536):
+            got += chunk
+        assert got == want, size
+        assert src.pos == len(raw)
+
+
+def test_utf8_bom_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + (DATA / "export_single.json").read_bytes())
+    assert sorted(posts_of(path)) == [2, 3, 4, 5, 7, 10, 12, 13, 14]
+
+
+def test_real_export_truncated_mid_album(tmp_path: Path) -> None:
+    raw = REAL.read_bytes()
+    path = tmp_path / "cut.json"
+    path.write_bytes(raw[: raw.index(b'"id": 15,')])
+    got: list[int] = []
+    with path.open("rb") as fh, pytest.raises(ExportError) as exc:
+        for it in read_export(fh):
+            if it.post is not None:
+                got.append(it.post.message_id)
+    assert exc.value.truncated and got[-1] == 13  # the album read so far is kept
+
+
+REAL_ACCOUNT = DATA / "export_real_account.json"
+
+
+def test_real_account_export_channels_only_by_default() -> None:
+    its = items(REAL_ACCOUNT)
+    chats = [(c.name, c.type, c.id) for c in (it.chat for it in its if it.post is None)]
+    assert chats == [("Закрытый канал", "private_channel", 1300000003),
+                     ("Открытый канал", "public_channel", 1300000004),
+                     (None, "public_channel", 1300000005), ("Покинутый канал", "public_channel", 1300000006)]
+    # frequent_contacts lists a channel too (id, type, name) but holds no messages: not a chat of the export
+    assert [it.post.message_id for it in its if it.post] == [12, 13, 14, 15, 16]
+
+
+@pytest.mark.parametrize("wanted, ids", [("Открытая группа", [11]), ("1300000001", [10]), ("Покинутая группа", [17]),
+                                         ("Пётр", [1])])
+def test_real_account_export_any_chat_on_request(wanted: str, ids: list[int]) -> None:
+    its = items(REAL_ACCOUNT, select=chat_selector(wanted))
+    assert [it.post.message_id for it in its if it.post] == ids

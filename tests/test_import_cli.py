@@ -170,3 +170,34 @@ def test_truncated_file_keeps_what_it_read_and_exits_2(write_config: WriteConfig
 def test_help_has_an_example() -> None:
     r = CliRunner().invoke(cli, ["import", "--help"])
     assert r.exit_code == 0 and "tgmonitor import result.json --as" in r.output
+
+
+def test_real_export_mentions_by_message_id_and_reimport(write_config: WriteConfig, sqlite_url: str) -> None:
+    """An export as tdesktop writes it (a "\\x0B" escape included): mentions land on the right message ids
+    (an album on its lowest id, whichever part holds the caption), and importing again changes nothing."""
+    watch = "".join(f'[[entities]]\nname = "{n}"\n\n' for n in ("Аэрофлот", "Норникель", "Ростех", "Сургутнефтегаз",
+                                                                  "Росатом", "Яндекс"))
+    cfg = write_config(watch, sqlite_url)
+    r = tgm(cfg, "import", str(DATA / "export_real.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "23 posts read, 23 new" in r.output
+    out = tgm(cfg, "mentions", "--format", "jsonl")
+    assert out.exit_code == 0, out.output
+    pairs = {(json.loads(line)["message_id"], json.loads(line)["entity"]) for line in out.output.splitlines()
+             if line.strip()}
+    assert {(16, "Аэрофлот"), (13, "Норникель"), (30, "Ростех"), (19, "Сургутнефтегаз"), (9, "Росатом"),
+            (8, "Яндекс")} <= pairs
+    assert {mid for mid, _ in pairs} <= {8, 9, 13, 16, 19, 29, 30}  # 29: the long post names Норникель
+    first = counts(sqlite_url)
+    r2 = tgm(cfg, "import", str(DATA / "export_real.json"), "--no-progress")
+    assert r2.exit_code == 0 and "0 new, 0 changed" in r2.output, r2.output
+    assert counts(sqlite_url) == first
+
+
+def test_real_account_export_imports_every_channel(write_config: WriteConfig, sqlite_url: str) -> None:
+    cfg = write_config(WATCH, sqlite_url)
+    r = tgm(cfg, "import", str(DATA / "export_real_account.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    c = counts(sqlite_url)
+    assert c["posts"] == 5 and sorted(row[1] for row in c["channel_rows"]) == [1300000003, 1300000004, 1300000005,
+                                                                               1300000006]

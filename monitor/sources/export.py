@@ -16,6 +16,7 @@ Nothing here touches the database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -31,8 +32,9 @@ CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
 _ALBUM_MEDIA = ("photo", "file")
 #: raw keys worth keeping with the post: what the columns do not hold (media, signature, reply, bot).
 #: A plain text post keeps no raw at all: encoding a JSON document per post costs import speed.
-_RAW_KEYS = ("author", "saved_from", "reply_to_message_id", "via_bot", "media_type", "mime_type", "file_name",
-             "photo", "file", "sticker_emoji", "poll")
+_RAW_KEYS = ("author", "saved_from", "reply_to_message_id", "reply_to_peer_id", "via_bot", "media_type",
+             "mime_type", "file_name", "photo", "file", "sticker_emoji", "poll", "forwarded_from_id",
+             "location_information", "place_name", "address", "contact_information")
 
 
 class ExportError(ValueError):
@@ -81,20 +83,58 @@ def chat_selector(wanted: str | None) -> ChatFilter:
     return lambda chat: (as_id is not None and chat.id == as_id) or (chat.name or "").casefold() == folded
 
 
-class _Counting:
-    """A binary file wrapper that counts bytes read (for the progress bar and error positions)."""
+#: tdesktop writes a control character in a text (other than \n, \r, \t) as ``\x0B`` — not a JSON escape, so a
+#: strict parser stops there. Read as the ``\u000B`` it means; every other escape is matched whole so that an
+#: escaped backslash followed by an "x" stays what it is.
+_ESCAPE = re.compile(rb"\\(?:x([0-9A-Fa-f]{2})|.)", re.S)
+_BOM = b"\xef\xbb\xbf"
 
-    def __init__(self, fh: IO[bytes], on_read: Callable[[int], None] | None) -> None:
+
+def _repair(data: bytes) -> bytes:
+    if b"\\x" not in data:
+        return data
+    return _ESCAPE.sub(lambda m: b"\\u00" + m.group(1) if m.group(1) else m.group(0), data)
+
+
+class _Source:
+    """The export as the JSON parser reads it: bytes counted as they are read (for the progress bar and
+    error positions), a leading BOM dropped, tdesktop's ``\\xNN`` escapes repaired. A chunk never ends
+    inside an escape: a trailing run of backslashes waits for the next read."""
+
+    def __init__(self, fh: IO[bytes], on_read: Callable[[int], None] | None = None) -> None:
         self.fh = fh
         self.pos = 0
         self.on_read = on_read
+        self.carry = b""
+        self.first = True
 
     def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.pos += len(data)
-        if self.on_read is not None and data:
-            self.on_read(len(data))
-        return data
+        while True:
+            data = self.fh.read(n)
+            if data:
+                self.pos += len(data)
+                if self.on_read is not None:
+                    self.on_read(len(data))
+            buf = self.carry + data
+            if self.first and buf:
+                if len(buf) < len(_BOM) and data and _BOM.startswith(buf):
+                    self.carry = buf
+                    continue
+                self.first = False
+                if buf.startswith(_BOM):
+                    buf = buf[len(_BOM):]
+            if not data:  # end of file
+                self.carry = b""
+                return _repair(buf)
+            cut = len(buf)
+            tail = buf.rfind(b"\\", max(0, len(buf) - 3))
+            if tail != -1:
+                cut = tail
+                while cut > 0 and buf[cut - 1] == 0x5C:
+                    cut -= 1
+            self.carry = buf[cut:]
+            if cut:
+                return _repair(buf[:cut])
 
 
 def read_export(
@@ -117,7 +157,7 @@ def read_export(
     select = select or chat_selector(None)
     state = _State(select, single_chat_any_type, local_tz)
     meta = _sniff(fh) if fh.seekable() else None
-    src = _Counting(fh, on_read)
+    src = _Source(fh, on_read)
     try:
         if meta is not None:
             # A single-chat export (the common case): ijson's C backend builds each message object
@@ -160,7 +200,7 @@ def _sniff(fh: IO[bytes]) -> dict[str, Any] | None:
     meta: dict[str, Any] = {}
     found = False
     try:
-        for prefix, event, value in ijson.parse(fh, use_float=True):
+        for prefix, event, value in ijson.parse(_Source(fh), use_float=True):
             if prefix in ("name", "type", "id") and event in ("string", "number"):
                 meta[prefix] = value
             elif prefix == "messages" and event == "start_array":
@@ -309,10 +349,7 @@ class _State:
             self.skipped += len(group)
             return None
         edit_dates = [d for d in (_date(m, "edited", self.local_tz) for m in group) if d is not None]
-        fwd_name = first.get("forwarded_from")
-        forward = ForwardOrigin(name=fwd_name) if isinstance(fwd_name, str) and fwd_name else None
-        if forward is None and "forwarded_from" in first:
-            forward = ForwardOrigin(name=None)  # forwarded from a hidden account: still a forward
+        forward = _forward(first)
         raw = {k: first[k] for k in _RAW_KEYS if k in first}
         if len(group) > 1:
             raw["album_parts"] = ids
@@ -323,17 +360,34 @@ class _State:
         )
 
 
+def _forward(msg: dict[str, Any]) -> ForwardOrigin | None:
+    """``forwarded_from`` is the origin's name (null for a deleted account: still a forward); newer
+    exports add ``forwarded_from_id`` (``"channel<bare id>"``, ``"user<id>"``), which names a channel."""
+    if "forwarded_from" not in msg and "forwarded_from_id" not in msg:
+        return None
+    name = msg.get("forwarded_from")
+    ref = msg.get("forwarded_from_id")
+    channel_id = None
+    if isinstance(ref, str) and ref.startswith("channel") and ref[7:].isdigit():
+        channel_id = int(ref[7:])
+    return ForwardOrigin(channel_id=channel_id, name=name if isinstance(name, str) and name else None)
+
+
 def _album_part(msg: dict[str, Any]) -> bool:
     return any(k in msg for k in _ALBUM_MEDIA) and msg.get("media_type") not in (
         "sticker", "voice_message", "video_message", "audio_file", "animation")
 
 
 def _same_album(group: list[dict[str, Any]], msg: dict[str, Any]) -> bool:
-    """Album parts: consecutive ids, the same second, the same sender, media on each."""
+    """Album parts: the next message of the file, media on each, the same second, the same sender and
+    forward origin, ids within one album's span (at most 10 items with consecutive ids; a part deleted
+    since leaves a gap, which is why the ids need not be consecutive)."""
     last = group[-1]
-    return (_album_part(msg) and int(msg["id"]) == int(last["id"]) + 1
+    mid = int(msg["id"])
+    return (_album_part(msg) and int(last["id"]) < mid < int(group[0]["id"]) + 10
             and _stamp(msg) == _stamp(last) and msg.get("from_id") == last.get("from_id")
-            and msg.get("forwarded_from") == last.get("forwarded_from"))
+            and msg.get("forwarded_from") == last.get("forwarded_from")
+            and msg.get("forwarded_from_id") == last.get("forwarded_from_id"))
 
 
 def _stamp(msg: dict[str, Any]) -> Any:
@@ -366,12 +420,25 @@ def _text_of(msg: dict[str, Any]) -> tuple[str, list[str]]:
     text = "".join(parts)
     if not text.strip():
         poll = msg.get("poll")
-        if isinstance(poll, dict) and isinstance(poll.get("question"), str):
-            answers = [a.get("text") for a in poll.get("answers") or [] if isinstance(a, dict)]
-            text = "\n".join([poll["question"], *(a for a in answers if isinstance(a, str))])
+        question = _plain(poll.get("question")) if isinstance(poll, dict) else ""
+        if question:
+            answers = [_plain(a.get("text")) for a in poll.get("answers") or [] if isinstance(a, dict)]
+            text = "\n".join([question, *(a for a in answers if a)])
         else:
             text = ""
     return text, links
+
+
+def _plain(value: Any) -> str:
+    """A string, or a text given as parts (newer exports write poll questions and answers with their
+    entities, like ``text``): the parts' text joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return _plain(value.get("text"))
+    if isinstance(value, list):
+        return "".join(_plain(v) for v in value)
+    return ""
 
 
 def _date(msg: dict[str, Any], key: str, local_tz: tzinfo) -> datetime | None:
