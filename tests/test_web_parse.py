@@ -257,3 +257,28 @@ def test_album_links_to_other_channels_are_not_members() -> None:
                                      ("1.1B", 1_100_000_000), (" 7 ", 7), ("1.2K views", 1200), ("12,5K", 12500)])
 def test_more_views(text: str, n: int) -> None:
     assert parse_views(text) == n
+
+
+def test_web_text_equals_the_export_text_of_the_same_message() -> None:
+    """The same message through both doors: t.me's HTML of export_real.json's message 2 (every entity type)
+    reads as the export's text, so importing and then polling a channel finds no false edits."""
+    import json
+
+    export = json.loads((Path(__file__).parent / "data" / "export_real.json").read_text(encoding="utf-8")
+                        .replace("\\x0B", "\\u000b"))
+    want = "".join(p if isinstance(p, str) else p["text"] for p in export["messages"][1]["text"])
+    emoji = '<i class="emoji" style="background-image:url(\'//telegram.org/img/emoji/40/F09F94A5.png\')"><b>🔥</b></i>'
+    rendered = (
+        '<b>Сбербанк</b> и <i>ВТБ</i> — <a href="https://example.ru/r?a=1&amp;amp;b=2" target="_blank" '
+        'rel="noopener" onclick="return confirm(\'Open this link?\\n\\n\'+this.href);">отчёт</a> '
+        '<a href="https://cbr.ru" target="_blank" rel="noopener">https://cbr.ru</a><br/>'
+        '<a href="https://t.me/cbr_news">@cbr_news</a> <a href="?q=%23%D0%B1%D0%B0%D0%BD%D0%BA%D0%B8">#банки</a> '
+        f'<a href="?q=%24SBER">$SBER</a> <tg-emoji emoji-id="5368324170671202286">{emoji}</tg-emoji><br/>'
+        '<blockquote>Цитата: Газпром ждёт роста</blockquote><br/><tg-spoiler>Роснефть</tg-spoiler> '
+        '<u>подчёркнуто</u> <s>зачёркнуто</s><br/><pre><code class="language-python">x = 1\ny = 2</code></pre><br/>'
+        '<code>ЛУКОЙЛ</code> тел. +7 495 123-45-67, <a href="mailto:press@example.ru">press@example.ru</a>, карта '
+        '4111 1111 1111 1111, <a href="tg://user?id=123456">Иван</a> /start прочее')
+    assert text_of(rendered) == want
+    # t.me may leave out the line breaks next to a block; the text is the same
+    assert text_of(rendered.replace("<br/><blockquote>", "<blockquote>")
+                   .replace("</blockquote><br/>", "</blockquote>")) == want
