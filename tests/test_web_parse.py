@@ -282,3 +282,16 @@ def test_web_text_equals_the_export_text_of_the_same_message() -> None:
     # t.me may leave out the line breaks next to a block; the text is the same
     assert text_of(rendered.replace("<br/><blockquote>", "<blockquote>")
                    .replace("</blockquote><br/>", "</blockquote>")) == want
+
+
+def test_grouped_documents_are_one_album_and_more_link_without_its_tme_class() -> None:
+    docs = "".join(f'<a class="tgme_widget_message_document_wrap" href="https://t.me/realnews/{i}?single">'
+                   f'<div class="tgme_widget_message_document_title">q{i}.pdf</div></a>' for i in (60, 61, 62))
+    inner = (f'<div class="tgme_widget_message_grouped_wrap js-message_grouped_wrap">{docs}</div>'
+             '<div class="tgme_widget_message_text js-message_text">Отчёты Аэрофлота</div>')
+    doc = wrap_post(60, inner).replace('<section class="tgme_channel_history js-message_history">',
+                                       '<section class="tgme_channel_history"><a class="js-messages_more" '
+                                       'data-before="60"></a>')
+    page = parse_page(doc, "realnews")
+    assert page.before == 60
+    assert page.posts[0].member_ids == (60, 61, 62) and page.posts[0].text == "Отчёты Аэрофлота"

@@ -40,6 +40,9 @@ _MEDIA = ("tgme_widget_message_video_player", "tgme_widget_message_photo_wrap", 
           "tgme_widget_message_roundvideo_player", "tgme_widget_message_voice_player",
           "tgme_widget_message_document_wrap", "tgme_widget_message_link_preview", "tgme_widget_message_reply",
           "link_preview_video_player", "tgme_widget_message_sticker_wrap", "tgme_widget_message_location_wrap")
+#: parts of a message whose links are not its own media
+_NOT_MEDIA = ("tgme_widget_message_reply", "tgme_widget_message_link_preview", "tgme_widget_message_text",
+              "tgme_widget_message_forwarded_from", "tgme_widget_message_inline_keyboard")
 #: labels of notices that only say a file cannot be played here ("This media is not supported in your
 #: browser", "Media is too big"); the post itself is shown whole
 _MEDIA_ONLY_NOTICE = re.compile(r"browser|too big|too large|браузер|слишком", re.I)
@@ -100,7 +103,7 @@ def parse_page(doc: str, username: str | None = None) -> WebPage:
 def _before(tree: LexborHTMLParser) -> int | None:
     """The ``?before=`` id of the next older page: the "load more" link at the top of the history, else the
     head's ``<link rel="prev">``; None at the channel's start (neither is there)."""
-    for more in tree.css("a.tme_messages_more[data-before]"):
+    for more in tree.css("a.tme_messages_more[data-before], a.js-messages_more[data-before]"):
         b = (more.attributes.get("data-before") or "").strip()
         if b.isdigit() and int(b) > 0:
             return int(b)
@@ -344,14 +347,14 @@ def _link_preview(node: LexborNode) -> tuple[str | None, str | None]:
 
 
 def _album_ids(node: LexborNode, mid: int) -> list[int]:
-    """Ids of an album's items: each item links to ``https://t.me/<channel>/<id>?single``. Only links to
-    this channel near the widget's id count (an album holds at most 10 items, all with consecutive ids but
-    for deleted ones)."""
+    """Ids of an album's items: each item (photo, video, document) links to ``https://t.me/<channel>/<id>?single``.
+    Only links of this channel near the widget's id count (an album holds at most 10 items with consecutive
+    ids, but for deleted ones), and none inside a quoted reply, a link preview or the text."""
     ids = []
     channel = ((node.attributes.get("data-post") or "").rpartition("/")[0]).lower()
-    for a in node.css(".tgme_widget_message_grouped_wrap a[href]"):
+    for a in node.css("a[href]"):
         href = a.attributes.get("href") or ""
-        if "?single" not in href:
+        if "?single" not in href or _inside(a, node, _NOT_MEDIA):
             continue
         m = _POST_LINK.search(href.split("?", 1)[0].split("://", 1)[-1])
         if not m or (channel and m.group("user").lower() != channel):
