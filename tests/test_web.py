@@ -176,6 +176,77 @@ async def test_poll_baseline_burst_and_quiet(web_rt: tuple[Runtime, Site]) -> No
         await jobs.aclose()
 
 
+def _widget(name: str, mid: int, text: str, members: tuple[int, ...] = ()) -> str:
+    grouped = ""
+    if members:
+        grouped = ('<div class="tgme_widget_message_grouped_wrap js-message_grouped_wrap">' + "".join(
+            f'<a class="tgme_widget_message_photo_wrap grouped_media_wrap" href="https://t.me/{name}/{i}?single"></a>'
+            for i in members) + "</div>")
+    return (f'<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+            f'text_not_supported_wrap js-widget_message" data-post="{name}/{mid}">'
+            f'<div class="tgme_widget_message_bubble">{grouped}'
+            f'<div class="tgme_widget_message_text js-message_text" dir="auto">{html.escape(text)}</div>'
+            f'<div class="tgme_widget_message_footer compact js-message_footer"><div class="tgme_widget_message_info">'
+            f'<span class="tgme_widget_message_meta"><a class="tgme_widget_message_date" href="https://t.me/{name}/'
+            f'{mid}"><time datetime="{(T0 + timedelta(hours=mid)).isoformat()}" class="time">x</time></a></span>'
+            f'</div></div></div></div></div>')
+
+
+async def test_paging_back_past_an_album_whose_widget_id_is_not_its_lowest(web_rt: tuple[Runtime, Site]) -> None:
+    """t.me may show an album under the id of its captioned (last) part and point ?before= at that id, above
+    a member id the page shows: the poll still pages back to the cursor instead of taking it for a loop."""
+    import httpx
+
+    from monitor.budget import RequestBudget
+    from monitor.sources.web import WebClient
+
+    rt, _site = web_rt
+    name = "albumchan"
+    state = {"newest": 15}
+    seen: list[int | None] = []
+
+    def page(before: int | None) -> str:
+        top = state["newest"] + 1 if before is None else before
+        if state["newest"] == 15:
+            widgets, more = [_widget(name, i, f"пост {i}") for i in range(8, min(top, 16))], 8
+        elif top > 32:  # the newest page: an album 30-32 shown as widget 32, then 33..40
+            widgets = [_widget(name, 32, "альбом про Росатом", (30, 31, 32))]
+            widgets += [_widget(name, i, f"Росатом {i}") for i in range(33, 41)]
+            more = 32
+        else:
+            lo = max(top - 8, 8)
+            widgets, more = [_widget(name, i, f"Росатом {i}") for i in range(lo, min(top, 30))], lo
+        link = (f'<a href="/s/{name}?before={more}" class="tme_messages_more js-messages_more" '
+                f'data-before="{more}"></a>') if more > 8 else ""
+        return (f'<html><body><section class="tgme_channel_history js-message_history">{link}{"".join(widgets)}'
+                '</section></body></html>')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raw = request.url.params.get("before")
+        before = int(raw) if raw else None
+        seen.append(before)
+        return httpx.Response(200, text=page(before), headers={"Content-Type": "text/html; charset=utf-8"})
+
+    client = WebClient(rt.settings.web, budget=RequestBudget(6000, burst=100), transport=httpx.MockTransport(handler))
+    jobs = WebJobs(rt, client=client)
+    ch = ChannelConfig(username=name, source="web")
+    try:
+        [r1] = await jobs.poll([ch])
+        assert r1.error is None and (await channel_row(rt, name)).cursor == 15
+        state["newest"] = 40
+        seen.clear()
+        [r2] = await jobs.poll([ch])
+        assert r2.error is None and seen == [None, 32, 24]
+        assert r2.new == 14 + 8 + 1  # 16..29 one by one, 33..40, and the album 30-32 as one post
+        row = await channel_row(rt, name)
+        assert row.cursor == 40
+        album = await scalar(rt, select(m.Post.member_ids).where(m.Post.channel_id == row.id,
+                                                                   m.Post.message_id == 30))
+        assert album == [30, 31, 32]
+    finally:
+        await jobs.aclose()
+
+
 async def test_edit_becomes_a_version_and_429_is_honoured(web_rt: tuple[Runtime, Site]) -> None:
     rt, site = web_rt
     site.add("newsone", 6)

@@ -151,13 +151,15 @@ class WebJobs:
         """Read older pages until one reaches the cursor (or the channel's start)."""
         cursor = row.cursor or 0
         visited: set[int] = set()
+        prev: int | None = None  # the ?before= of the last page read: each next one must be lower
         while True:
             page = pages[-1]
             oldest = page.oldest_id
             if oldest is None or oldest <= cursor + 1 or page.before is None:
                 return
             before = page.before
-            if before in visited or (oldest is not None and before > oldest):
+            # (not "before > oldest": an album's widget may carry a higher id than a member it shows)
+            if before in visited or (prev is not None and before >= prev):
                 event(log, logging.WARNING, "web preview paging loops; stopping", channel=f"@{row.username}",
                       before=before)
                 return
@@ -166,6 +168,7 @@ class WebJobs:
                       channel=f"@{row.username}", pages=len(pages), cursor=cursor, oldest=oldest)
                 return
             visited.add(before)
+            prev = before
             pages.append(await self.client.page(row.username or "", before=before, max_wait=POLL_MAX_WAIT))
 
     # ------------------------------------------------------------------ backfill
