@@ -8,8 +8,12 @@ only one message (or one album being assembled) is held at a time.
 Field notes (tdesktop ``export_output_json.cpp``): ``date`` is the exporting computer's *local* time and
 ``date_unixtime`` (a string) is the truth; older exports lack ``date_unixtime`` and carry a numeric
 ``from_id``; ``text`` is a string or a list of strings and entity objects, ``text_entities`` always a
-list; service and unsupported messages are skipped; an album is several consecutive media messages with
-the same timestamp, one of which usually holds the caption, and becomes ONE post with the lowest id.
+list; service and unsupported messages are skipped. An export has no grouped id: an album is several
+media messages next to each other in the file with the same timestamp, sender and forward origin, ids within
+one album's span (a part deleted since leaves a gap), at most one of them with a caption (whichever part
+holds it); it becomes ONE post with the lowest id. Media messages
+that each carry a caption are separate posts even in the same second. tdesktop writes a control character
+in a text as ``\\xNN``, which is not JSON: the reader repairs it in the byte stream.
 
 Nothing here touches the database.
 """

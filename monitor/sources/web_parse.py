@@ -1,13 +1,18 @@
 """Parse one page of a public channel's web preview (``t.me/s/<name>``) into ``Post`` values.
 
 Kept in one small module on purpose: Telegram changes this markup without notice, and every selector the
-web source depends on is here. Selectors follow snscrape and RSSHub (see research/telegram.md §4):
-``div.tgme_widget_message[data-post]`` per post, ``.tgme_widget_message_text`` for the text (``<br>`` is
-a line break; reply quotes and link previews carry their own text blocks, which are not the post's
-words), ``time[datetime]`` in the footer's date link, ``.tgme_widget_message_views`` (``12.5K``),
-``.tgme_widget_message_forwarded_from``, ``a.tgme_widget_message_link_preview``,
-``.message_media_not_supported`` ("Please open Telegram to view this post") and
-``a.tme_messages_more[data-before]`` for the next (older) page. Pure: text in, values out.
+web source depends on is here. Selectors follow snscrape and RSSHub (see research/telegram.md §4) and
+captures of real pages: ``div.tgme_widget_message[data-post]`` per post (``service_message`` ones are
+pins and title changes), ``.tgme_widget_message_text`` for the text (``<br>`` is a line break, a block
+edge breaks the line once, emoji images are their characters; reply quotes, link previews and forward
+headers carry their own text blocks, which are not the post's words; an album's caption sits in two nested
+text blocks), ``time[datetime]`` in the footer's date link, ``.tgme_widget_message_views`` (``12.5K``),
+the word "edited" in ``.tgme_widget_message_meta`` (beside the signature, ``…_from_author``),
+``.tgme_widget_message_forwarded_from`` (a link to a post, a user's page, or no link),
+``a.tgme_widget_message_link_preview``, album items as ``…/<id>?single`` links, a post-level
+``.message_media_not_supported`` ("Please open Telegram to view this post"; the same notice inside a video
+player only says the browser cannot play that file) and ``a.tme_messages_more[data-before]`` for the next
+(older) page. Pure: text in, values out.
 """
 
 from __future__ import annotations
