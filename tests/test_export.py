@@ -275,3 +275,10 @@ def test_real_account_export_channels_only_by_default() -> None:
 def test_real_account_export_any_chat_on_request(wanted: str, ids: list[int]) -> None:
     its = items(REAL_ACCOUNT, select=chat_selector(wanted))
     assert [it.post.message_id for it in its if it.post] == ids
+
+
+def test_an_html_export_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "messages.html"
+    path.write_text('<!DOCTYPE html>\n<html><head><meta charset="utf-8"/><title>Exported Data</title></head></html>')
+    with pytest.raises(ExportError, match=r"HTML page.*Machine-readable JSON"):
+        items(path)

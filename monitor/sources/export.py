@@ -111,6 +111,7 @@ class _Source:
         self.on_read = on_read
         self.carry = b""
         self.first = True
+        self.head = b""  # the file's first bytes, to name what it is when it is not JSON
 
     def read(self, n: int = -1) -> bytes:
         while True:
@@ -119,6 +120,8 @@ class _Source:
                 self.pos += len(data)
                 if self.on_read is not None:
                     self.on_read(len(data))
+            if len(self.head) < 64:
+                self.head += data[: 64 - len(self.head)]
             buf = self.carry + data
             if self.first and buf:
                 if len(buf) < len(_BOM) and data and _BOM.startswith(buf):
@@ -178,13 +181,13 @@ def read_export(
                 yield from state.feed(prefix, event, value)
     except ijson.IncompleteJSONError as exc:
         if not state.started:
-            raise ExportError(_not_json(exc)) from None
+            raise ExportError(_not_json(exc, src.head)) from None
         yield from state.flush()
         raise ExportError(f"the file breaks off near byte {src.pos}: it is truncated or damaged ({_why(exc)})",
                           truncated=True) from None
     except ijson.JSONError as exc:
         if not state.started:
-            raise ExportError(_not_json(exc)) from None
+            raise ExportError(_not_json(exc, src.head)) from None
         yield from state.flush()
         raise ExportError(f"invalid JSON near byte {src.pos} ({_why(exc)})", truncated=True) from None
     except UnicodeDecodeError:
@@ -210,7 +213,7 @@ def _sniff(fh: IO[bytes]) -> dict[str, Any] | None:
             elif prefix == "messages" and event == "start_array":
                 found = True
                 break
-            elif prefix == "chats" and event == "start_map":
+            elif prefix in ("chats", "left_chats") and event == "start_map":
                 break
     except (ijson.JSONError, UnicodeDecodeError):
         found = False
@@ -223,7 +226,10 @@ def _why(exc: Exception) -> str:
     return text[:120]
 
 
-def _not_json(exc: Exception) -> str:
+def _not_json(exc: Exception, head: bytes = b"") -> str:
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return ("the file is an HTML page, not JSON: export the chat again with Telegram Desktop, format "
+                "\"Machine-readable JSON\", and import its result.json")
     return f"the file is not JSON ({_why(exc)}); expected the result.json of a Telegram Desktop export"
 
 
@@ -287,7 +293,7 @@ class _State:
             yield from self.flush()
             self.active = False
             return
-        if prefix == "chats" and event == "start_map":
+        if prefix in ("chats", "left_chats") and event == "start_map":
             self.is_export = True
 
     def start_chat(self, *, single: bool) -> None:
