@@ -58,7 +58,7 @@ def test_markdown_alert_keeps_post_markup_inert() -> None:
 def test_text_alert_breaks_mentions_and_links() -> None:
     msg = render_alert(_view(), _dest("text"), ZoneInfo("UTC"))
     assert "@everyone" not in msg.body and "http://evil" not in msg.body
-    assert "«Росатом»" in msg.body  # highlighted (here it was quoted in the post already)
+    assert "«[Росатом]»" in msg.body  # highlighted inside the post's own quotes
     assert "https://t.me/news_ru/5" in msg.body  # our own link is intact
 
 
@@ -91,7 +91,7 @@ def test_snippet_without_sentence_cuts_at_word() -> None:
 
 
 def test_short_text_is_whole() -> None:
-    assert snippet("Росатом и УКТМК", [(0, 7), (10, 15)], "text") == "«Росатом» и «УКТМК»"
+    assert snippet("Росатом и УКТМК", [(0, 7), (10, 15)], "text") == "[Росатом] и [УКТМК]"
 
 
 def test_templates_fill_in_one_pass() -> None:
@@ -99,7 +99,7 @@ def test_templates_fill_in_one_pass() -> None:
     dest = _dest("text", title_template="[{alert_id}] {entities}", body_template="{snippet} | {link}")
     msg = render_alert(view, dest, ZoneInfo("UTC"))
     assert msg.title == "[a1b2c3] Росатом, УКТМК"
-    assert msg.body == "Пост с {link} и {alert_id} внутри про «Росатом» | https://t.me/news_ru/5"
+    assert msg.body == "Пост с {link} и {alert_id} внутри про [Росатом] | https://t.me/news_ru/5"
     assert fill("{unknown} {channel}", {"channel": "c"}) == "{unknown} c"
 
 

@@ -84,7 +84,8 @@ def _highlight(escaped: str, fmt: str) -> str:
         return f"<b>{escaped}</b>"
     if fmt == "markdown":
         return f"**{escaped}**"
-    return f"«{escaped}»"
+    # Plain text has no bold; «» would read as the post's own quotes (Russian quotes names with them).
+    return f"[{escaped}]"
 
 
 def _link(url: str | None, fmt: str) -> str:
