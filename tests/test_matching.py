@@ -15,6 +15,11 @@ from monitor.matching.forms import alias_forms, translit_variants
 HERE = Path(__file__).parent
 CORPUS = HERE / "matching_corpus.txt"
 CORPUS_WATCHLIST = HERE / "matching_corpus.toml"
+# The second corpus (stress set) was written apart from the first, over its own watchlist.
+CORPORA = {
+    "corpus1": (CORPUS, CORPUS_WATCHLIST),
+    "corpus2": (HERE / "matching_corpus2.txt", HERE / "matching_corpus2.toml"),
+}
 _MARK = re.compile(r"\[\[(.+?)\|(.+?)\]\]")
 
 
@@ -31,10 +36,10 @@ def _specs_from_toml(path: Path) -> list[EntitySpec]:
     ]
 
 
-def load_corpus() -> list[tuple[str, set[tuple[str, int, int]]]]:
+def load_corpus(path: Path = CORPUS) -> list[tuple[str, set[tuple[str, int, int]]]]:
     """(text, {(entity, start, end)}) per corpus line; markup [[surface|Entity]] is stripped."""
     items = []
-    for line in CORPUS.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         line = line.replace("\\n", "\n")
@@ -54,11 +59,6 @@ def load_corpus() -> list[tuple[str, set[tuple[str, int, int]]]]:
     return items
 
 
-@pytest.fixture(scope="module")
-def corpus_watchlist() -> Watchlist:
-    return Watchlist.compile(_specs_from_toml(CORPUS_WATCHLIST))
-
-
 def _wl(*specs: EntitySpec) -> Watchlist:
     return Watchlist.compile(specs)
 
@@ -70,8 +70,11 @@ def _found(wl: Watchlist, text: str) -> list[tuple[str, str]]:
 # ---- the development corpus -------------------------------------------------------------------------
 
 
-def test_corpus_precision_and_recall(corpus_watchlist: Watchlist) -> None:
-    items = load_corpus()
+@pytest.mark.parametrize("corpus", sorted(CORPORA))
+def test_corpus_precision_and_recall(corpus: str) -> None:
+    text_path, toml_path = CORPORA[corpus]
+    corpus_watchlist = Watchlist.compile(_specs_from_toml(toml_path))
+    items = load_corpus(text_path)
     assert len(items) >= 150
     tp = fp = fn = 0
     problems = []
@@ -89,7 +92,7 @@ def test_corpus_precision_and_recall(corpus_watchlist: Watchlist) -> None:
             problems.append(f"FN {x[0]} {text[x[1]:x[2]]!r} in {text!r}")
     precision = tp / max(1, tp + fp)
     recall = tp / max(1, tp + fn)
-    print(f"\nmatching corpus: {len(items)} texts, {tp + fn} mentions: "
+    print(f"\nmatching {corpus}: {len(items)} texts, {tp + fn} mentions: "
           f"precision={precision:.3f} recall={recall:.3f} (tp={tp} fp={fp} fn={fn}, exact spans)")
     for p in problems:
         print(" ", p)

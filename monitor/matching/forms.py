@@ -46,6 +46,11 @@ _LATIN_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9&.'\-]*$")
 _SIBILANT = frozenset("жшчщц")
 _VELAR_SIB = frozenset("гкхжшчщ")
 _VOWELS = frozenset("аеиоуыэюяё")
+_MASC_SURNAME = re.compile(r"(ов|ев|ин|ын)$")
+_FEM_SURNAME = re.compile(r"(ова|ева|ина|ына)$")
+_ADJ_FEM = re.compile(r"[^аеиоуыэюяё](ая|яя)$")
+_INDECLINABLE = re.compile(r"[^аеиоуыэюяё](ых|их)$")
+_PERSON = frozenset({"Name", "Surn", "Patr"})
 
 # Lower-case endings an all-caps Cyrillic abbreviation takes in running text (МИДа, МИДу, МИДом, МИДе,
 # ВУЗы, ВУЗов). Only for consonant-final ones; the check still requires the capitals of the abbreviation.
@@ -88,7 +93,8 @@ def _known(word: str) -> bool:
 
 def clear_caches() -> None:
     """Forget the word analyses cached while compiling (they are not needed to match)."""
-    for fn in (_parse, _known, _is_ordinary, _lemma_parses, _noun_slots, _word_slots, _adj_parse, _noun_parse,
+    for fn in (_parse, _known, _is_ordinary, _lemma_parses, _person_parse, _appositive,
+               _noun_slots, _word_slots, _adj_parse, _noun_parse,
                _adj_slots, _is_abbr, _fixed):  # fmt: skip
         fn.cache_clear()
     _TAG_INFO.clear()
@@ -103,6 +109,12 @@ class AliasForms:
     normalised text must be one of these strings exactly (abbreviations, ``case_sensitive = true``).
     ``upper_tokens``: abbreviations inside a multiword alias that must appear in capitals.
     ``cap_all``: every hit must start with a capital (multiword names made only of ordinary words).
+    ``common``: the alias itself is a short ordinary noun (Мир, Рост): a capital is evidence only in the
+    middle of a sentence, or after an opening quote or «#»; not at a sentence start, not in capitals.
+    ``adj_forms``: forms (hyphens as spaces) that are also the case forms of the name's own derived
+    adjective (Заречинском: the city's instrumental and the adjective's prepositional, «в Заречинском
+    районе»), each with the agreement (case, gender) the adjective would have; a hit followed by a word
+    agreeing with it is the adjective, not the name.
     """
 
     alias: str
@@ -112,6 +124,8 @@ class AliasForms:
     upper_tokens: tuple[str, ...] = ()
     cap_all: bool = False
     translit: set[str] = field(default_factory=set)
+    common: bool = False
+    adj_forms: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
 
 def split_alias(alias: str) -> tuple[list[str], list[bool]]:
@@ -203,6 +217,32 @@ def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
     return out
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
+def _person_parse(word: str) -> Parse | None:
+    """A dictionary reading of ``word`` as the nominative of a first name, surname or patronymic."""
+    if not _known(word):
+        return None
+    for p in _parse(word):
+        if _PERSON & p.tag.grammemes and p.tag.case == "nomn" and p.tag.number == "sing":
+            return p
+    return None
+
+
+def _person_slots(p: Parse) -> SlotForms:
+    """The paradigm of a person-name reading: singular forms of its gender, and the plural."""
+    out: SlotForms = {}
+    gender = str(p.tag.gender) if p.tag.gender else None
+    for f in p.lexeme:
+        _pos, case, number, f_gender, _t, _v, _d = _tag_info(f.tag)
+        if case is None or (number == "sing" and gender not in (None, "ms-f") and f_gender not in (gender, "ms-f")):
+            continue
+        form = f.word.replace("ё", "е")
+        out.setdefault((case, number), set()).add(form)
+        if case == "ablt" and number == "sing" and form.endswith("ой"):
+            out[(case, number)].add(form[:-1] + "ю")  # the older instrumental: Беловою
+    return out
+
+
 @lru_cache(maxsize=_SLOTS_CACHE)
 def _lemma_parses(word: str) -> tuple[Parse, ...]:
     """Dictionary readings whose lemma is ``word`` itself (so the lexeme is the alias's own)."""
@@ -219,7 +259,50 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
         out.setdefault((case, number), set()).update(forms)
 
     last = word[-1]
-    if surname and re.search(r"(ов|ев|ин|ын)$", word):
+    if surname and len(word) > 4 and _FEM_SURNAME.search(word):
+        # Feminine Russian-type surnames decline like adjectives: Белова, Беловой, Белову, Беловою.
+        s = word[:-1]
+        add("nomn", "sing", word)
+        add("gent", "sing", s + "ой")
+        add("datv", "sing", s + "ой")
+        add("accs", "sing", s + "у")
+        add("ablt", "sing", s + "ой", s + "ою")
+        add("loct", "sing", s + "ой")
+        add("nomn", "plur", s + "ы")
+        add("gent", "plur", s + "ых")
+        add("datv", "plur", s + "ым")
+        add("accs", "plur", s + "ых")
+        add("ablt", "plur", s + "ыми")
+        add("loct", "plur", s + "ых")
+        if word.endswith(("ина", "ына")):
+            # -ина is also a plain noun ending (Медина, Мединой, Медине): generate both.
+            noun = _rule_slots(word, surname=False)
+            return _merge(out, noun)
+        return out
+    if surname and len(word) > 4 and _ADJ_FEM.search(word):
+        # Adjectival feminine surnames (Дворецкая, Жуковская): Дворецкой, Дворецкую, Дворецкою.
+        stem = word[:-2]
+        soft = word.endswith("яя")
+        y = "и" if (soft or stem[-1] in _VELAR_SIB) else "ы"
+        o = "е" if soft else "о"
+        add("nomn", "sing", word)
+        for c in ("gent", "datv", "loct"):
+            add(c, "sing", stem + o + "й")
+        add("accs", "sing", stem + ("юю" if soft else "ую"))
+        add("ablt", "sing", stem + o + "й", stem + o + "ю")
+        add("nomn", "plur", stem + y + "е")
+        add("gent", "plur", stem + y + "х")
+        add("datv", "plur", stem + y + "м")
+        add("accs", "plur", stem + y + "х")
+        add("ablt", "plur", stem + y + "ми")
+        add("loct", "plur", stem + y + "х")
+        return out
+    if surname and len(word) > 4 and _INDECLINABLE.search(word):
+        # Surnames in -ых/-их (Черных, Долгих) do not decline.
+        for c in CASES:
+            add(c, "sing", word)
+        return out
+    if surname and _MASC_SURNAME.search(word):
         # Russian-type surnames: masculine and feminine singular, common plural.
         add("nomn", "sing", word, word + "а")
         add("gent", "sing", word + "а", word + "ой")
@@ -338,16 +421,33 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     Cached: callers must not modify the result (this holds for ``_word_slots`` and ``_adj_slots`` too).
     """
     lemmas = _lemma_parses(word)
+    person = _person_parse(word) if capitalised else None
+    if person is not None and not any(_PERSON & p.tag.grammemes for p in lemmas):
+        # A capitalised name whose dictionary lemma is another word (Белова ~ Белов, Путина ~ Путин,
+        # besides «путина» the fishing season): the name's own paradigm, its gender only.
+        slots = _person_slots(person)
+        return slots, set().union(*slots.values())
     if lemmas:
         slots: SlotForms = {}
         for p in lemmas:
             slots = _merge(slots, _lexeme_slots(p))
         own = set().union(*slots.values()) if slots else set()
+        if (
+            capitalised
+            and _MASC_SURNAME.search(word)
+            and not any({"Surn", "Geox", "Orgn"} & p.tag.grammemes for p in lemmas)
+        ):
+            # Spelled like a Russian surname but known only as something else (Карин: an
+            # indeclinable female first name): the surname's forms too (Карина, Кариным).
+            slots = _merge(slots, _rule_slots(word, surname=True))
         return slots, own
     rules = _rule_slots(word, surname=capitalised)
-    # Rule-made forms that are ordinary words would fire on ordinary text (Кака → «какой»): drop them.
+    # Rule-made forms that are ordinary words would fire on ordinary text (Кака → «какой»): drop them,
+    # except the name's own derived adjective (Каменогорском), which a check at the hit tells apart.
     for key in list(rules):
-        rules[key] = {f for f in rules[key] if f == word or not _is_ordinary(f)}
+        rules[key] = {
+            f for f in rules[key] if f == word or not _is_ordinary(f) or _own_adjective_only(f, word)
+        }
     return rules, set()
 
 
@@ -454,15 +554,90 @@ def _is_name_like(words: list[str]) -> bool:
     return True
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
+def _appositive(word: str) -> bool:
+    """Whether a capitalised word after a head noun can be a name in apposition (lower case).
+
+    It can if it has a nominative reading as a name, surname or place, is unknown, or is spelled like
+    a surname; a word that is only an oblique form (России, Казахстана) is a complement.
+    """
+    if not _known(word) or _MASC_SURNAME.search(word) or _FEM_SURNAME.search(word):
+        return True  # (Токаев is known only as a form of «токай»)
+    proper = _PROPER - {"Abbr", "Init"}
+    return any(p.tag.case == "nomn" and proper & p.tag.grammemes for p in _parse(word))
+
+
+def _is_common_noun(word: str) -> bool:
+    """An ordinary noun in the nominative with no reading as a name (мир, рост; not путин, семей)."""
+    if not _known(word):
+        return False
+    parses = _parse(word)
+    if any(_PROPER & p.tag.grammemes for p in parses):
+        return False
+    return any(p.tag.POS == "NOUN" and p.tag.case == "nomn" for p in parses)
+
+
+def _own_adjective_only(form: str, word: str) -> bool:
+    """Whether every ordinary reading of ``form`` is an adjective derived from ``word`` (-ом/-ем only)."""
+    if not form.endswith(_ADJ_ENDINGS):
+        return False
+    stem = word.rstrip("аеиоуыэюяйь")
+    for p in _parse(form):
+        if _PROPER & p.tag.grammemes:
+            continue
+        if p.tag.POS not in ("ADJF", "PRTF") or not p.normal_form.replace("ё", "е").startswith(stem):
+            return False
+    return True
+
+
+# Ordinary nouns this short (мир, рост, союз, дом) are the frequent ones, so a capital at a sentence
+# start or in an all-caps line says nothing about them; longer ones that name an institution (Кремль,
+# Мажилис, Нацбанк) are mostly the name wherever they are capitalised.
+_COMMON_MAX = 4
+
+_ADJ_ENDINGS = ("ом", "ем")  # where a noun's instrumental meets its adjective's prepositional
+
+
+def _adjective_forms(word: str, forms: set[str]) -> dict[str, frozenset[tuple[str, str]]]:
+    """Forms of ``word`` that are also forms of an adjective derived from it, with that agreement.
+
+    Only the -ом/-ем endings are parsed (Заречинском, Усть-Каменогорском, Омском): that is where a
+    noun in -ск/-цк meets its adjective in -ский/-цкий; parsing every form would slow the compile.
+    """
+    stem = word.rstrip("аеиоуыэюяйь")
+    out: dict[str, frozenset[tuple[str, str]]] = {}
+    for f in forms:
+        if not f.endswith(_ADJ_ENDINGS) or " " in f:
+            continue
+        tags = set()
+        last = f.rpartition("-")[2]
+        for p in _parse(f) or _parse(last):
+            if p.tag.POS not in ("ADJF", "PRTF") or p.tag.case is None:
+                continue
+            lemma = p.normal_form.replace("ё", "е")
+            if lemma.startswith(stem) or lemma.startswith(stem.rpartition("-")[2]):
+                tags.add((_case(str(p.tag.case)) or "", str(p.tag.gender or p.tag.number)))
+        if tags:
+            for v in _hyphen_variants(f):
+                out[v.replace("-", " ")] = frozenset(tags)
+    return out
+
+
 def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
     """All forms of a multiword alias (lower case) and whether it is made of ordinary words only."""
     low = [w.lower() for w in words]
     fixed = [q or not _is_cyr(w) or _is_abbr(w) for w, q in zip(words, quoted, strict=True)]
     per: list[SlotForms] = []
     name_like = _is_name_like([w for w, f in zip(words, fixed, strict=True) if not f]) and not all(fixed)
+    extra: set[str] = set()
     if name_like:
         for w, f in zip(low, fixed, strict=True):
             per.append(_fixed(w) if f else _word_slots(w, capitalised=True)[0])
+        # Only the last word declining is common too: a foreign first part (Эйр Астаны, Си Цзиньпина)
+        # or a first name left in the nominative (Олжас Бектенова).
+        last = max(i for i, f in enumerate(fixed) if not f)
+        if last:
+            extra = _combine([per[i] if i == last else _fixed(w) for i, w in enumerate(low)])
     else:
         # Head = the first noun in the nominative; adjectives before it agree with it; everything
         # after it (genitive complements, appositions) keeps its form.
@@ -485,8 +660,25 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
                 if _adj_parse(w) is None:
                     head = i  # no dictionary noun: the first non-adjective word is the head
                     break
+        # Names in apposition right after the head agree with it (губернатора Волкова, городе
+        # Шымкенте) or stay in the nominative (в городе Шымкент); a genitive complement (банк
+        # Казахстана, Банк России) has no nominative reading and stays fixed.
+        appos: set[int] = set()
+        if head is not None:
+            for i in range(head + 1, len(low)):
+                if fixed[i] or not words[i][0].isupper() or not _appositive(low[i]):
+                    break
+                appos.add(i)
+        if appos and head is not None and words[head][0].isupper():
+            # Capitalised names in a row (Эйр Астана): only the last declines (Эйр Астаны).
+            last = max(appos)
+            extra = _combine(
+                [_word_slots(w, capitalised=True)[0] if i == last else _fixed(w) for i, w in enumerate(low)]
+            )
         for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
-            if f or head is None or i > head:
+            if i in appos:
+                per.append(_merge(_word_slots(w, capitalised=True)[0], _fixed(w)))
+            elif f or head is None or i > head:
                 per.append(_fixed(w))
             elif i == head:
                 per.append(_word_slots(w, capitalised=words[i][0].isupper())[0])
@@ -506,7 +698,7 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
         # Plurals of an organisation's full name («Национальные банки Казахстана») are not mentions
         # of it; dropping them halves the patterns of multiword names.
         per = [{k: v for k, v in slots.items() if k[1] == "sing"} for slots in per]
-    forms = _combine(per) | {" ".join(low)}
+    forms = _combine(per) | {" ".join(low)} | extra
     ordinary = all(_is_cyr(w) and not _is_abbr(w) and _is_ordinary(w.lower()) for w in words)
     return forms, ordinary
 
@@ -580,6 +772,8 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
                 # capitalised in the text; so must very short names (Ош vs the interjection).
                 short = len(lw) <= 3
                 out.cap_forms = {f for f in out.forms if short or _is_ordinary(f.replace(" ", "-"))}
+                out.common = len(lw) <= _COMMON_MAX and _is_common_noun(lw)
+            out.adj_forms = _adjective_forms(lw, out.forms)
         else:
             out.forms = {lw}
             out.translit = translit_variants(w)

@@ -15,6 +15,7 @@ import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import alias_forms, clear_caches, phrase_forms
+from monitor.matching.forms import alias_forms, clear_caches, morph, phrase_forms
 from monitor.matching.normalize import Normalized, normalize_parts
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 # Bumped whenever compiled output changes, so stale on-disk caches are ignored.
-_FORMAT_VERSION = "tgmonitor-watchlist-8"
+_FORMAT_VERSION = "tgmonitor-watchlist-9"
 REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
 
 _ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
@@ -145,6 +146,8 @@ class _Alias:
     cap_forms: frozenset[str]
     upper_tokens: tuple[str, ...]
     cap_all: bool
+    common: bool = False
+    adj_forms: Mapping[str, frozenset[tuple[str, str]]] | None = None
 
 
 @dataclass(slots=True)
@@ -260,6 +263,9 @@ class Watchlist:
                         cap_forms=frozenset(af.cap_forms),
                         upper_tokens=af.upper_tokens,
                         cap_all=af.cap_all,
+                        # Context words (require_any) already tell the name from the noun.
+                        common=af.common and not s.require_any,
+                        adj_forms=af.adj_forms or None,
                     )
                 )
                 for f in af.forms:
@@ -347,6 +353,13 @@ class Watchlist:
             self._run_regexes(norm, cands)
         if not cands:
             return []
+        if "/" in low:
+            # A name inside a link (https://kaspi.kz/shop, t.me/…) is an address, not a mention.
+            urls = [m.span() for m in _URL.finditer(low)]
+            if urls:
+                cands = [c for c in cands if not any(s <= c[0] < e for s, e in urls)]
+                if not cands:
+                    return []
         if self._needs_post:
             cands = self._apply_rules(cands, excl or [], ctx or set())
             if not cands:
@@ -451,7 +464,9 @@ def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
 
 def _has_rule(a: _Alias) -> bool:
     """Whether hits of the alias need ``_case_ok`` (most do not: any whole-word hit is a match)."""
-    return a.exact is not None or a.cap_all or bool(a.cap_forms) or bool(a.upper_tokens)
+    if a.exact is not None or a.cap_all or a.adj_forms is not None:
+        return True
+    return bool(a.cap_forms) or bool(a.upper_tokens)
 
 
 def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
@@ -463,12 +478,76 @@ def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
         return hit.translate(_QUOTE_FOLD) in a.exact
     if a.cap_all and not norm[start].isupper():
         return False
-    if a.cap_forms and low[start:end] in a.cap_forms and not norm[start].isupper():
+    if a.cap_forms and low[start:end] in a.cap_forms:
+        if not norm[start].isupper():
+            return False
+        if a.common and not _capital_is_evidence(norm, start, end):
+            return False
+    if a.adj_forms is not None and _is_own_adjective(a.adj_forms, low, start, end):
         return False
     if a.upper_tokens:
         hit = norm[start:end]
         return all(t in hit for t in a.upper_tokens)
     return True
+
+
+# Links: a scheme, www. or t.me/, or a dotted host followed by a path.
+_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.|t\.me/)\S+|(?<![\w.])[\w-]+(?:\.[\w-]+)+/\S*")
+_OPENERS = frozenset("«\"“„‘'‹#")
+_SENTENCE_END = frozenset(".!?…\n")
+_NEXT_WORD = re.compile(r"[ \t\u00a0]+([^\W\d_]+(?:-[^\W\d_]+)?)")
+
+
+def _capital_is_evidence(norm: str, start: int, end: int) -> bool:
+    """Whether the capital of a hit marks a name: not at a sentence start, not in all-caps text.
+
+    Used for aliases that are ordinary nouns (Мир, Рост): «Мир меняется», «МИР НА ПОРОГЕ…» are the
+    noun; «карты «Мир»», «#Мир», «банк Рост» the name.
+    """
+    if start and norm[start - 1] in _OPENERS:
+        return True
+    if end - start > 1 and norm[start:end].isupper():
+        return False
+    i = start - 1
+    while i >= 0:
+        c = norm[i]
+        if c in _SENTENCE_END:
+            return False
+        if c.isalnum() or c in _IN_SENTENCE:
+            return True
+        i -= 1  # spaces, dashes, bullets, emoji: look further back
+    return False  # the start of the text
+
+
+_IN_SENTENCE = frozenset(",;:()[]«»\"“”„'‘’/&%+=<>@#№$€₸")
+
+
+def _is_own_adjective(adj_forms: Mapping[str, frozenset[tuple[str, str]]], low: str, start: int, end: int) -> bool:
+    """Whether a hit is the name's derived adjective: the next word agrees with it (Заречинском районе)."""
+    tags = adj_forms.get(_NON_WORD_SUB(" ", low[start:end]))
+    if not tags:
+        return False
+    m = _NEXT_WORD.match(low, end)
+    return m is not None and _agrees(m.group(1), tags)
+
+
+_FUNCTION_POS = frozenset({"CONJ", "PREP", "PRCL", "INTJ", "NPRO", "ADVB", "PRED", "NUMR"})
+
+
+@lru_cache(maxsize=4096)
+def _agrees(word: str, tags: frozenset[tuple[str, str]]) -> bool:
+    """Whether ``word`` can be a noun, adjective or participle in one of the (case, gender) ``tags``."""
+    parses = morph().parse(word)
+    if parses and parses[0].tag.POS in _FUNCTION_POS:
+        return False  # «и», «в», «не»: a conjunction, preposition or particle is what it mostly is
+    for p in parses:
+        t = p.tag
+        if t.POS not in ("NOUN", "ADJF", "PRTF") or t.case is None or "Fixd" in t.grammemes:
+            continue
+        case = {"loc2": "loct", "loc1": "loct", "gen2": "gent", "acc2": "accs"}.get(str(t.case), str(t.case))
+        if (case, str(t.gender) if t.number == "sing" else "plur") in tags:
+            return True
+    return False
 
 
 def _dict_version() -> str:
