@@ -200,11 +200,14 @@ def _tag_info(tag: object) -> _TagInfo:
 def _lexeme_slots(p: Parse, gender: str | None = None) -> SlotForms:
     """Forms of a parse's lexeme keyed by (case, number); adjectives filtered to ``gender``."""
     out: SlotForms = {}
-    pos, _c, _n, _g, tense, voice, _s = _tag_info(p.tag)
+    pos, _c, _n, _g, tense, voice, own_degree = _tag_info(p.tag)
     adjective = pos in ("ADJF", "PRTF")
+    # A superlative alias (Высшая аудиторская палата: «высший» is filed under «высокий») keeps its
+    # own forms: same degree, same stem.
+    stem = p.word.replace("ё", "е")[:-2] if own_degree else ""
     for f in p.lexeme:
         f_pos, case, number, f_gender, f_tense, f_voice, degree = _tag_info(f.tag)
-        if f_pos != pos or degree:
+        if f_pos != pos or degree != own_degree or (stem and not f.word.replace("ё", "е").startswith(stem)):
             continue
         # A participle's lexeme holds every participle of the verb; keep the alias's own one.
         if pos == "PRTF" and (f_tense != tense or f_voice != voice):
@@ -605,9 +608,12 @@ def _adjective_forms(word: str, forms: set[str]) -> dict[str, frozenset[tuple[st
     noun in -ск/-цк meets its adjective in -ский/-цкий; parsing every form would slow the compile.
     """
     stem = word.rstrip("аеиоуыэюяйь")
+    # The adjective of a -ск/-цк name is the name + «ий» (Омск → омский), so its prepositional is the
+    # name's instrumental; other names meet an adjective only where the dictionary says so (Рудный).
+    productive = word.endswith(("ск", "цк"))
     out: dict[str, frozenset[tuple[str, str]]] = {}
     for f in forms:
-        if not f.endswith(_ADJ_ENDINGS) or " " in f:
+        if not f.endswith(_ADJ_ENDINGS) or " " in f or not (productive or _known(f)):
             continue
         tags = set()
         last = f.rpartition("-")[2]
@@ -638,6 +644,9 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
         last = max(i for i, f in enumerate(fixed) if not f)
         if last:
             extra = _combine([per[i] if i == last else _fixed(w) for i, w in enumerate(low)])
+        if len(words) == 2 and not any(fixed):
+            # Surname first, as in lists and official texts: «Ахметова Айгерим», «Бектенову Олжасу».
+            extra |= _combine([per[1], per[0]])
     else:
         # Head = the first noun in the nominative; adjectives before it agree with it; everything
         # after it (genitive complements, appositions) keeps its form.

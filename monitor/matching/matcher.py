@@ -339,7 +339,7 @@ class Watchlist:
                     continue  # an astral letter continues the word
                 for kind, idx, ent, rule in targets:
                     if kind == _ALIAS:
-                        if not rule or _case_ok(aliases[idx], norm, low, start, end):
+                        if not rule or _case_ok(aliases[idx], norm, low, start, end, text, edits):
                             cands.append((start, end, ent, idx))
                     elif kind == _EXCLUDE:
                         if excl is None:
@@ -469,7 +469,9 @@ def _has_rule(a: _Alias) -> bool:
     return bool(a.cap_forms) or bool(a.upper_tokens)
 
 
-def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
+def _case_ok(
+    a: _Alias, norm: str, low: str, start: int, end: int, text: str, edits: tuple[tuple[int, int, int, int], ...]
+) -> bool:
     """The alias's case rule, applied to the hit in the case-preserving normalised text."""
     if a.exact is not None:
         hit = norm[start:end]
@@ -481,8 +483,11 @@ def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
     if a.cap_forms and low[start:end] in a.cap_forms:
         if not norm[start].isupper():
             return False
-        if a.common and not _capital_is_evidence(norm, start, end):
-            return False
+        if a.common:
+            # Judged on the original text: normalisation has made line breaks spaces.
+            span = Normalized(text, norm, norm, edits).span(start, end) if edits else (start, end)
+            if not _capital_is_evidence(text, *span):
+                return False
     if a.adj_forms is not None and _is_own_adjective(a.adj_forms, low, start, end):
         return False
     if a.upper_tokens:
@@ -494,23 +499,23 @@ def _case_ok(a: _Alias, norm: str, low: str, start: int, end: int) -> bool:
 # Links: a scheme, www. or t.me/, or a dotted host followed by a path.
 _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.|t\.me/)\S+|(?<![\w.])[\w-]+(?:\.[\w-]+)+/\S*")
 _OPENERS = frozenset("«\"“„‘'‹#")
-_SENTENCE_END = frozenset(".!?…\n")
+_SENTENCE_END = frozenset(".!?…\n\r\u2028\u2029")
 _NEXT_WORD = re.compile(r"[ \t\u00a0]+([^\W\d_]+(?:-[^\W\d_]+)?)")
 
 
-def _capital_is_evidence(norm: str, start: int, end: int) -> bool:
+def _capital_is_evidence(text: str, start: int, end: int) -> bool:
     """Whether the capital of a hit marks a name: not at a sentence start, not in all-caps text.
 
     Used for aliases that are ordinary nouns (Мир, Рост): «Мир меняется», «МИР НА ПОРОГЕ…» are the
     noun; «карты «Мир»», «#Мир», «банк Рост» the name.
     """
-    if start and norm[start - 1] in _OPENERS:
+    if start and text[start - 1] in _OPENERS:
         return True
-    if end - start > 1 and norm[start:end].isupper():
+    if end - start > 1 and text[start:end].isupper():
         return False
     i = start - 1
     while i >= 0:
-        c = norm[i]
+        c = text[i]
         if c in _SENTENCE_END:
             return False
         if c.isalnum() or c in _IN_SENTENCE:
