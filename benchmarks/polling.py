@@ -76,7 +76,7 @@ async def main() -> None:
     r = await measure(True, recent=True)
     print(f"every channel posted within reread_hours (joined): {r['active']:.0f} and {r['quiet']:.0f} requests "
           "in two cycles: a tenth of the channels (reread_every = 10, staggered) re-read their window "
-          "(channels.GetMessages) and compare the server count (GetHistory limit 1) each cycle")
+          "(channels.GetMessages); every tenth re-read also compares the server count (GetHistory limit 1)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from telethon import TelegramClient, errors
 from telethon.tl import functions, types
 
+import monitor.jobs.telethon as tj
 from monitor import models as m
 from monitor.config import ChannelConfig, Settings
 from monitor.jobs import SessionDead
@@ -398,8 +399,8 @@ async def test_reread_stores_edits_as_versions_and_marks_deletions(env: Env) -> 
     assert env.server.count("GetMessagesRequest") >= 1
 
 
-async def test_count_check_reports_a_gap(env: Env) -> None:
-    reread_every_poll(env)
+async def test_count_check_reports_a_gap(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    reread_every_poll(env, monkeypatch)
     ch = env.server.add(7500001, "gap_chan")
     for i in range(10):
         ch.post(f"p{i}", date=env.clock.now())
@@ -413,6 +414,21 @@ async def test_count_check_reports_a_gap(env: Env) -> None:
         q = select(m.Incident).where(m.Incident.kind.in_(["count_gap", "poll_gap"]))
         inc = (await s.execute(q)).scalars().all()
     assert inc, "a message the server counts but never returned must be reported"
+    assert env.server.count("GetHistoryRequest") >= 3  # the poll pages and the server-count request
+
+
+async def test_count_check_runs_on_every_tenth_reread_only(env: Env) -> None:
+    reread_every_poll(env)
+    ch = env.server.add(7500002, "count_chan")
+    for i in range(10):
+        ch.post(f"p{i}", date=env.clock.now())
+    c = cfg("count_chan")
+    await env.poll([c])
+    before = env.server.count("GetHistoryRequest")
+    for _ in range(tj.COUNT_CHECK_EVERY):
+        await env.poll([c])
+    # quiet polls fetch no history; exactly one of the ten re-read polls also asked for the server count
+    assert env.server.count("GetHistoryRequest") - before == 1
 
 
 # --------------------------------------------------------------------------- backfill
@@ -497,5 +513,7 @@ async def test_backfill_waits_out_a_short_flood_wait_and_stops_at_a_long_one(env
     assert row.backfill_low == 151
 
 
-def reread_every_poll(env: Env) -> None:
+def reread_every_poll(env: Env, monkeypatch: pytest.MonkeyPatch | None = None) -> None:
     env.rt.settings = replace(env.rt.settings, schedule=replace(env.rt.settings.schedule, reread_every=1))
+    if monkeypatch is not None:  # the server-count comparison too, on every re-read
+        monkeypatch.setattr(tj, "COUNT_CHECK_EVERY", 1)
