@@ -8,10 +8,15 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from monitor.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.service_helpers import Proc
+    from tests.tme_server import Preview, Sink
 
 PG_ADMIN_URL = os.environ.get("TGMONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = bool(os.environ.get("CI"))
@@ -110,3 +115,21 @@ async def runtime(make_settings: Callable[..., Settings], db_url: str) -> AsyncI
     settings = make_settings('[[entities]]\nname = "Росатом"\n', db_url)
     async with open_runtime(settings) as rt:
         yield rt
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Preview, int, Sink, int]]:
+    """A t.me/s-like preview server and an alert sink: (preview, its port, sink, its port)."""
+    from tests.tme_server import alert_sink, preview_server
+
+    with preview_server() as (pv, port), alert_sink() as (sink, sport):
+        yield pv, port, sink, sport
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """The ``tgmonitor`` processes a test starts (append them): killed after the test if still running."""
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        p.kill()

@@ -6,27 +6,10 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.test_service import MENTION, PLAIN, TGM, Proc, config_text, posts, q
-from tests.tme_server import Preview, Sink, alert_sink, preview_server, wait_for
-
-
-@pytest.fixture
-def servers() -> Iterator[tuple[Preview, int, Sink, int]]:
-    with preview_server() as (pv, port), alert_sink() as (sink, sport):
-        yield pv, port, sink, sport
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.kill()
+from tests.service_helpers import MENTION, PLAIN, TGM, Proc, config_text, posts, q
+from tests.tme_server import wait_for
 
 
 def test_sigkill_and_restart_lose_and_repeat_nothing(tmp_path: Path, servers, procs) -> None:
