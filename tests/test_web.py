@@ -5,7 +5,6 @@ no preview, resumable backfill, and the ``backfill`` command."""
 from __future__ import annotations
 
 import html
-import http.server
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from monitor import models as m
 from monitor.config import ChannelConfig, Settings
 from monitor.jobs.web import WebJobs
 from monitor.runtime import Runtime, open_runtime
+from tests.tme_server import QuietHandler, serve
 
 PAGE = 8
 T0 = datetime(2025, 5, 1, 6, 0, tzinfo=UTC)
@@ -75,7 +75,7 @@ class Site:
 def site() -> Iterator[tuple[Site, str]]:
     s = Site()
 
-    class H(http.server.BaseHTTPRequestHandler):
+    class H(QuietHandler):
         def do_GET(self) -> None:
             u = urlparse(self.path)
             name = u.path.rstrip("/").rpartition("/")[2]
@@ -96,29 +96,11 @@ def site() -> Iterator[tuple[Site, str]]:
                     self.end_headers()
                     return
                 known = name in s.channels and u.path.startswith("/s/")
-                doc = s.render(name, before) if known else b""
-            if not known:  # like t.me: no public preview sends /s/<name> to the plain page
-                self.send_response(302)
-                self.send_header("Location", f"/{name}")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(doc)))
-            self.end_headers()
-            self.wfile.write(doc)
+                doc = s.render(name, before) if known else None  # like t.me: no public preview, no /s/ page
+            self.send_preview(name, doc)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield s, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(H) as port:
+        yield s, f"http://127.0.0.1:{port}"
 
 
 def config(base: str, *channels: str, alerts: bool = True) -> str:

@@ -91,8 +91,28 @@ def _message(name: str, title: str, mid: int, text: str, when: str) -> str:
             f'</div></div></div></div></div>')
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A handler that logs nothing and can answer a request for a channel's preview as t.me does."""
+
+    def send_preview(self, name: str, doc: bytes | None) -> None:
+        """The page ``doc``; ``None`` (a channel without a preview) is sent away from /s/ to its plain page."""
+        if doc is None:
+            self.send_response(302)
+            self.send_header("Location", f"/{name}")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(doc)))
+        self.end_headers()
+        self.wfile.write(doc)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def _handler(preview: Preview) -> type[http.server.BaseHTTPRequestHandler]:
-    class H(http.server.BaseHTTPRequestHandler):
+    class H(QuietHandler):
         def do_GET(self) -> None:
             u = urlparse(self.path)
             parts = [p for p in u.path.split("/") if p]
@@ -108,20 +128,7 @@ def _handler(preview: Preview) -> type[http.server.BaseHTTPRequestHandler]:
             before = int(raw) if raw.isdigit() else None
             with preview.lock:
                 preview.requests.append((time.time(), prefix, name, before))
-            doc = preview.render(name, before)
-            if doc is None:  # like t.me for a channel without a preview: away from /s/
-                self.send_response(302)
-                self.send_header("Location", f"/{name}")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(doc)))
-            self.end_headers()
-            self.wfile.write(doc)
-
-        def log_message(self, *args: object) -> None:
-            pass
+            self.send_preview(name, preview.render(name, before))
 
     return H
 
@@ -143,7 +150,7 @@ class Sink:
 
 
 def _sink_handler(sink: Sink) -> type[http.server.BaseHTTPRequestHandler]:
-    class H(http.server.BaseHTTPRequestHandler):
+    class H(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             try:
@@ -155,9 +162,6 @@ def _sink_handler(sink: Sink) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"{}")
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     return H
 
