@@ -24,6 +24,30 @@ def posts_of(path: Path, **kw: object) -> dict[int, object]:
     return {it.post.message_id: it.post for it in items(path, **kw) if it.post is not None}
 
 
+class _Pipe(io.RawIOBase):
+    """``data`` as a stream that cannot seek, handing out at most ``most`` bytes a read (all asked for if None)."""
+
+    def __init__(self, data: bytes, most: int | None) -> None:
+        self.buf = io.BytesIO(data)
+        self.most = most
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        chunk = self.buf.read(len(b) if self.most is None else min(len(b), self.most))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def pipe(data: bytes, most: int | None = None) -> io.BufferedReader:
+    """A buffered non-seekable stream over ``data``, like a pipe: the reader must take the event path."""
+    return io.BufferedReader(_Pipe(data, most))
+
+
 def test_single_chat_export_fields() -> None:
     its = items(DATA / "export_single.json")
     assert its[0].post is None and its[0].chat.id == 1555000001 and its[0].chat.name == "Новости Тестовой области"
@@ -101,23 +125,8 @@ def test_truncated_file_yields_every_complete_post_then_fails(tmp_path: Path) ->
 
 
 def test_non_seekable_stream_takes_the_event_path() -> None:
-    class Pipe(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self.buf = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def seekable(self) -> bool:
-            return False
-
-        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-            chunk = self.buf.read(len(b))
-            b[: len(chunk)] = chunk
-            return len(chunk)
-
     data = (DATA / "export_single.json").read_bytes()
-    streamed = [it.post.message_id for it in read_export(io.BufferedReader(Pipe(data))) if it.post]
+    streamed = [it.post.message_id for it in read_export(pipe(data)) if it.post]
     assert streamed == [2, 3, 4, 5, 7, 10, 12, 13, 14]
 
 
@@ -197,22 +206,7 @@ def test_real_export_control_character_escape_is_read() -> None:
 
 
 def test_real_export_event_path_reads_the_same() -> None:
-    class Pipe(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self.buf = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def seekable(self) -> bool:
-            return False
-
-        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-            chunk = self.buf.read(min(len(b), 777))
-            b[: len(chunk)] = chunk
-            return len(chunk)
-
-    streamed = [it.post for it in read_export(io.BufferedReader(Pipe(REAL.read_bytes()))) if it.post]
+    streamed = [it.post for it in read_export(pipe(REAL.read_bytes(), most=777)) if it.post]
     assert streamed == [it.post for it in items(REAL) if it.post]
 
 
