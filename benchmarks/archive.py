@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sqlite3
 import statistics
@@ -33,11 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _pg import PG_ADMIN_URL, admin
+
 from monitor import archive, fulltext, migrate
 from monitor.archive import Filters
 from monitor.db import create_engine
 
-PG_ADMIN_URL = os.environ.get("TGMONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 START = datetime(2024, 1, 1, tzinfo=UTC)
 DAYS = 366
 CHANNELS = 20
@@ -227,19 +227,6 @@ async def _stats_rows(engine: Any, f: Filters, by: str = "day", rows: bool = Fal
     return len(st.rows) if rows else len(st.periods) * len(st.entities)
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(PG_ADMIN_URL)
-    con = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
-                                password=u.password, database=u.database or "postgres")
-    try:
-        await con.execute(sql)
-    finally:
-        await con.close()
-
-
 async def run_sqlite(n: int, work: Path) -> None:
     path = work / "archive.db"
     url = f"sqlite+aiosqlite:///{path}"
@@ -257,7 +244,7 @@ async def run_postgres(n: int) -> None:
     from sqlalchemy.engine import make_url
 
     name = f"tgm_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
+    await admin(f'CREATE DATABASE "{name}"')
     url = make_url(PG_ADMIN_URL).set(database=name, drivername="postgresql+asyncpg").render_as_string(
         hide_password=False)
     try:
@@ -269,7 +256,7 @@ async def run_postgres(n: int) -> None:
         print(f"postgresql: filled {n:,} posts in {time.perf_counter() - t:.0f} s")
         await measure(url, "postgresql")
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def main() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import resource
 import subprocess
@@ -25,7 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-PG_ADMIN_URL = os.environ.get("TGMONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from _pg import PG_ADMIN_URL, admin
+
 SYLLABLES = ["ра", "то", "ком", "лин", "вест", "гор", "сар", "мет", "нор", "тех", "дар", "вол", "кас", "рен",
              "бор", "зел", "мир", "трой", "стан", "лек", "пром", "нефт", "газ", "сиб", "ур", "дон", "кар", "тал"]
 KINDS = ["", "", "", "банк ", "компания ", "холдинг ", "завод "]
@@ -84,19 +84,6 @@ def write_export(path: Path, posts: int, names: list[str], rng: random.Random) -
         f.write("\n ]\n}\n")
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(PG_ADMIN_URL)
-    conn = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username or "postgres",
-                                 password=u.password, database=u.database or "postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _child(db_url: str, export: Path, watchlist: Path, data_dir: Path) -> dict[str, float]:
     from monitor.config import DatabaseSettings, Settings, load_watchlist, to_async_url
     from monitor.jobs.importer import ImportJob
@@ -153,13 +140,13 @@ def main() -> None:
             from sqlalchemy.engine import make_url
 
             name = f"tgm_bench_{uuid.uuid4().hex[:10]}"
-            asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+            asyncio.run(admin(f'CREATE DATABASE "{name}"'))
             try:
                 url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
                 results["postgresql"] = run_child("postgresql", url, export, work / "watchlist.toml",
                                                   work / "data-pg")
             finally:
-                asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         targets = {"sqlite": 5000, "postgresql": 3000}
         for kind, r in results.items():
             ok = r["posts_per_s"] >= targets[kind] and r["peak_mb"] < 300
