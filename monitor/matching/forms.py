@@ -261,6 +261,15 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
     def add(case: str, number: str, *forms: str) -> None:
         out.setdefault((case, number), set()).update(forms)
 
+    def add_surname_plural(stem: str) -> None:
+        # Russian-type surnames share one plural for both genders: Беловы, Беловых, Беловым, Беловыми.
+        add("nomn", "plur", stem + "ы")
+        add("gent", "plur", stem + "ых")
+        add("datv", "plur", stem + "ым")
+        add("accs", "plur", stem + "ых")
+        add("ablt", "plur", stem + "ыми")
+        add("loct", "plur", stem + "ых")
+
     last = word[-1]
     if surname and len(word) > 4 and _FEM_SURNAME.search(word):
         # Feminine Russian-type surnames decline like adjectives: Белова, Беловой, Белову, Беловою.
@@ -271,12 +280,7 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
         add("accs", "sing", s + "у")
         add("ablt", "sing", s + "ой", s + "ою")
         add("loct", "sing", s + "ой")
-        add("nomn", "plur", s + "ы")
-        add("gent", "plur", s + "ых")
-        add("datv", "plur", s + "ым")
-        add("accs", "plur", s + "ых")
-        add("ablt", "plur", s + "ыми")
-        add("loct", "plur", s + "ых")
+        add_surname_plural(s)
         if word.endswith(("ина", "ына")):
             # -ина is also a plain noun ending (Медина, Мединой, Медине): generate both.
             noun = _rule_slots(word, surname=False)
@@ -313,12 +317,7 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
         add("accs", "sing", word + "а", word + "у")
         add("ablt", "sing", word + "ым", word + "ой")
         add("loct", "sing", word + "е", word + "ой")
-        add("nomn", "plur", word + "ы")
-        add("gent", "plur", word + "ых")
-        add("datv", "plur", word + "ым")
-        add("accs", "plur", word + "ых")
-        add("ablt", "plur", word + "ыми")
-        add("loct", "plur", word + "ых")
+        add_surname_plural(word)
         if word.endswith(("ин", "ын")):
             # Foreign names in -ин decline as plain nouns (Цзиньпином, Мартином), Russian surnames
             # as possessives (Путиным): generate both.
