@@ -152,7 +152,7 @@ async def fill_postgres(url: str, n: int) -> None:
                                                "backfill_done", "seen_count", "polls", "created_at"])
         await con.copy_records_to_table("entities", records=[(e.lower(), e, False, now) for e in ENTITIES],
                                         columns=["id", "name", "silent", "updated_at"])
-        await con.execute("DROP INDEX ix_posts_fts_ru")
+        await con.execute("DROP INDEX ix_posts_fts_tsv")
         posts: list[tuple[Any, ...]] = []
         matches: list[tuple[Any, ...]] = []
         pid = 0
@@ -166,7 +166,7 @@ async def fill_postgres(url: str, n: int) -> None:
         await con.execute("SELECT setval(pg_get_serial_sequence('posts', 'id'), $1)", pid)
         await con.execute(ROLLUP_SQL.format(day="(p.date AT TIME ZONE 'UTC')::date"))
         await con.execute("SET maintenance_work_mem = '256MB'")
-        await con.execute("CREATE INDEX ix_posts_fts_ru ON posts USING gin (to_tsvector('russian', text))")
+        await con.execute("CREATE INDEX ix_posts_fts_tsv ON posts USING gin (search_tsv)")
         await con.execute("ANALYZE")
     finally:
         await con.close()

@@ -244,12 +244,19 @@ _PG_HEADLINE = ('MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" �
 
 
 def _pg_tsvector() -> ColumnElement[Any]:
-    return func.to_tsvector(_PG_CONFIG, m.Post.text)
+    # the stored, GIN-indexed column of migration 0006: computed once per post, not per query
+    return literal_column("posts.search_tsv")
 
 
 def _pg_word(word: str) -> ColumnElement[Any]:
     """A word in any of its forms: the OR of the stems PostgreSQL gives each form."""
     forms = fulltext.forms_of(word)
+    if all(f.isalpha() for f in forms):
+        # Most forms share a stem («серной», «серного» … → серн): OR-ing one plainto_tsquery per form gave a
+        # 27-term query evaluated against every candidate row. to_tsvector over all the forms yields each
+        # distinct stem once; 'simple' keeps those lexemes as they are.
+        stems = func.array_to_string(func.tsvector_to_array(func.to_tsvector(_PG_CONFIG, " ".join(forms))), " | ")
+        return func.to_tsquery(literal_column("'simple'"), stems)
     q: ColumnElement[Any] = func.plainto_tsquery(_PG_CONFIG, forms[0])
     for form in forms[1:]:
         q = func.tsquery_or(q, func.plainto_tsquery(_PG_CONFIG, form))
