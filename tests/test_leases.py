@@ -6,18 +6,16 @@ import collections
 import re
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
 from monitor import models as m
 from monitor.leases import Leases, live_nodes, owner_name
 from monitor.models import now
-from tests.test_service import MENTION, PLAIN, Proc
-from tests.tme_server import Preview, Sink, alert_sink, preview_server, wait_for
+from tests.service_helpers import MENTION, PLAIN, Proc
+from tests.tme_server import Sink, wait_for
 
 
 async def _channels(rt: object, n: int) -> list[int]:
@@ -72,12 +70,6 @@ async def test_unconfigured_channels_are_released(runtime: object) -> None:
 
 
 # --------------------------------------------------------------------------- two real processes
-
-
-@pytest.fixture
-def servers() -> Iterator[tuple[Preview, int, Sink, int]]:
-    with preview_server() as (pv, port), alert_sink() as (sink, sport):
-        yield pv, port, sink, sport
 
 
 def _config(folder: Path, pg_url: str, port: int, prefix: str, sink_port: int, n: int) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.notify import Notifier
-from tests.test_service import PLAIN, Proc, config_text, posts
+from tests.service_helpers import PLAIN, Proc, config_text, posts
 from tests.tme_server import alert_sink, preview_server, wait_for
 
 
