@@ -35,3 +35,17 @@ def test_demo_runs_offline_without_config(tmp_path: Path, monkeypatch: pytest.Mo
 def test_sample_data_is_package_data() -> None:
     pkg = resources.files("monitor.demo")
     assert (pkg / "sample_export.json").is_file() and (pkg / "watchlist.toml").is_file()
+
+
+def test_kept_demo_can_be_explored_from_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("TGMONITOR_DATABASE_URL", "TGMONITOR_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    kept = tmp_path / "demo-data"
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["demo", "--keep", str(kept)])
+    assert r.exit_code == 0, r.output
+    assert f"cd {kept} && tgmonitor mentions" in r.output
+    monkeypatch.chdir(kept)  # the default ./tgmonitor.toml is the one the demo wrote
+    m = CliRunner().invoke(cli, ["mentions", "--format", "jsonl"])
+    assert m.exit_code == 0, m.output
+    assert sum(1 for line in m.output.splitlines() if '"entity": "Каменный Брод"' in line) >= 5

@@ -48,8 +48,17 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from a click command."""
-    return asyncio.run(coro)
+    """Run a coroutine to completion from a click command; a database that cannot be opened or read is one
+    line and exit 1, never a traceback with SQL in it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return asyncio.run(coro)
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        reason = str(orig if orig is not None else exc).strip().splitlines()[0]
+        fail(f"database error: {type(orig or exc).__name__}: {reason} "
+             "(check [database] url or TGMONITOR_DATABASE_URL, and run `tgmonitor db upgrade`)", EXIT_FAILURE)
 
 
 pass_state = click.make_pass_decorator(CliState)

@@ -11,7 +11,12 @@ from monitor.db import create_engine
 
 @main.group("config")
 def config_group() -> None:
-    """Inspect the configuration."""
+    """Inspect the configuration.
+
+    \b
+    Example:
+      tgmonitor --config /etc/tgmonitor/tgmonitor.toml config check
+    """
 
 
 @config_group.command("check")
@@ -51,7 +56,13 @@ def _safe_db(url: str) -> str:
 
 @main.group("db")
 def db_group() -> None:
-    """Database schema: migrations (the service also upgrades on start)."""
+    """Database schema: migrations (the service also upgrades on start).
+
+    \b
+    Examples:
+      tgmonitor db upgrade
+      tgmonitor db current
+    """
 
 
 @db_group.command("upgrade")
@@ -112,7 +123,7 @@ def db_current(state: CliState) -> None:
 @click.argument("revision")
 @pass_state
 def db_downgrade(state: CliState, revision: str) -> None:
-    """Take the schema back to REVISION (``base`` drops every table: data is lost).
+    """Take the schema back to REVISION ("base" drops every table: data is lost).
 
     \b
     Example:

@@ -21,7 +21,7 @@ def demo_cmd(keep: Path | None) -> None:
     \b
     Examples:
       tgmonitor demo
-      tgmonitor demo --keep ./demo-data && tgmonitor mentions --help
+      tgmonitor demo --keep ./demo-data && cd demo-data && tgmonitor mentions
     """
     from monitor.demo import demo
 

@@ -128,6 +128,15 @@ Already have history exported from Telegram Desktop?  tgmonitor import result.js
 To read channels through your own account (faster, private channels too): see `tgmonitor login --help`."""
 
 
+def write_kept_config(data_dir: Path) -> Path:
+    """A ``tgmonitor.toml`` beside a kept demo database, so every archive command works from that folder."""
+    cfg = data_dir / "tgmonitor.toml"
+    db = (data_dir / "demo.db").resolve()
+    watchlist = (resources.files("monitor.demo") / "watchlist.toml").read_text(encoding="utf-8")
+    cfg.write_text(f'[database]\nurl = "sqlite:///{db.as_posix()}"\n\n{watchlist}', encoding="utf-8")
+    return cfg
+
+
 def demo(echo: Echo, *, keep: Path | None = None) -> int:
     """Run the demo in a throw-away directory (or ``keep``); returns the exit code."""
     data_dir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="tgmonitor-demo-"))
@@ -142,7 +151,9 @@ def demo(echo: Echo, *, keep: Path | None = None) -> int:
         echo("")
         echo(NEXT_STEPS)
         if keep is not None:
-            echo(f"\nThe demo database is kept in {keep} (demo.db).")
+            write_kept_config(data_dir)
+            echo(f"\nThe demo's database and a config for it are kept in {keep}; explore them with:\n"
+                 f"    cd {keep} && tgmonitor mentions && tgmonitor stats && tgmonitor search кредит")
         return 0
     finally:
         if keep is None:

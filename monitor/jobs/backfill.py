@@ -3,6 +3,7 @@ bar, deliver the alerts it created once. Kept out of the CLI so tests (and the s
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +49,9 @@ async def backfill_channel(
     from tqdm import tqdm
 
     channel = find_configured(settings, ref)
-    bar = tqdm(total=None, unit=" posts", desc=f"backfill {channel.key}", disable=not progress, leave=False,
+    # no bar in logs and pipes (journald, cron): only on a terminal
+    bar = tqdm(total=None, unit=" posts", desc=f"backfill {channel.key}",
+               disable=not progress or not sys.stderr.isatty(), leave=False,
                dynamic_ncols=True)
     try:
         return await _run(settings, channel, since, limit, alert, bar)
