@@ -118,3 +118,45 @@ def test_export_rematch_reindex_and_errors(cli: Callable[..., Result]) -> None:
     for cmd in ("mentions", "search", "stats", "export", "rematch", "reindex"):
         r = cli(cmd, "--help")
         assert r.exit_code == 0 and "Example" in r.output
+
+
+TRICKY_POSTS: list[tuple[str, int, int, str]] = [
+    ("delovoy", 1, 0, "Казатомпром\nсократит добычу урана"),  # a newline and no comma: must still be quoted
+    ("delovoy", 2, 0, 'Газпром: «цены»; "прогноз", говорят,\r\nаналитики'),
+    ("delovoy", 3, 1, "Строка один\n\nстрока три; Газпром"),
+    ("birzha", 4, 2, 'Kazatomprom "quoted"\nand; semicolons, commas'),
+    ("birzha", 5, 3, "без переносов, Газпром"),
+]
+
+
+def test_csv_quotes_newlines_quotes_commas_and_semicolons(write_config: Callable[..., Path], db_url: str) -> None:
+    path = write_config(WATCHLIST, db_url)
+
+    async def setup() -> None:
+        async with open_runtime(load_settings(path)) as rt:
+            await fill(rt, TRICKY_POSTS)
+
+    asyncio.run(setup())
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        r = runner.invoke(main, ["--config", str(path), *args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.stdout_bytes.decode()  # r.output turns "\r\n" into "\n", even inside a quoted field
+
+    texts = {(d["channel"], d["message_id"]): d["text"] for d in jsonl(cli("export", "--format", "jsonl"))}
+    assert len(texts) == len(TRICKY_POSTS)
+    out = cli("export", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert len(table) == len(TRICKY_POSTS)
+    assert {(row["channel"], int(row["message_id"])): row["text"] for row in table} == texts
+    assert all(None not in row and None not in row.values() for row in table)  # no short or long rows
+    both = next(row for row in table if row["message_id"] == "2")
+    assert both["entities"] == "Газпром" and '"прогноз", говорят,' in both["text"]
+    for args, n in ((("mentions",), 5), (("search", "Газпром"), 3), (("stats", "--by", "day"), 5)):
+        rows = list(csv.reader(io.StringIO(cli(*args, "--format", "csv"), newline="")))
+        assert len(rows) == n + 1 and len({len(r) for r in rows}) == 1, rows
+    mentions = list(csv.DictReader(io.StringIO(cli("mentions", "--format", "csv"), newline="")))
+    assert {json.dumps(d, ensure_ascii=False) for d in mentions} == {
+        json.dumps({k: str(v) for k, v in d.items()}, ensure_ascii=False)
+        for d in jsonl(cli("mentions", "--format", "jsonl"))}

@@ -78,9 +78,13 @@ class Output:
 
 
 def csv_line(cells: Iterable[object]) -> str:
+    """One CSV record without its line end (the caller adds "\\n").
+
+    Written with a "\\r\\n" terminator so that the writer quotes any field holding "\\n" or "\\r"
+    (with no terminator it would leave a bare newline in an unquoted field and break the row)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(list(cells))
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(list(cells))
+    return buf.getvalue()[:-2]
 
 
 def clip(text: str, width: int) -> str:
