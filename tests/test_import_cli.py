@@ -201,3 +201,71 @@ def test_real_account_export_imports_every_channel(write_config: WriteConfig, sq
     c = counts(sqlite_url)
     assert c["posts"] == 5 and sorted(row[1] for row in c["channel_rows"]) == [1300000003, 1300000004, 1300000005,
                                                                                1300000006]
+
+
+def _store(cfg: Path, **values: Any) -> None:
+    """A web channel as the web source leaves it: a username, maybe a title, never the numeric id."""
+    async def go() -> None:
+        from monitor.config import load_settings
+        from monitor.runtime import open_runtime
+
+        async with open_runtime(load_settings(cfg)) as rt:
+            row = await rt.store.upsert_channel(username="testnews", source="web")
+            if values:
+                await rt.store.update_channel(row.id, **values)
+
+    asyncio.run(go())
+
+
+WEB = WATCH + '\n[[channels]]\nusername = "testnews"\nsource = "web"\n'
+
+
+def test_title_links_a_web_channel_without_id(write_config: WriteConfig, db_url: str) -> None:
+    cfg = write_config(WEB, db_url)
+    _store(cfg, title="Новости Тестовой области")
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "linked to @testnews by its title" in r.output
+    assert counts(db_url)["channel_rows"] == [("testnews", 1555000001, "Новости Тестовой области", 14)]
+
+
+def test_separate_channel_is_reported_and_as_merges_the_duplicate(write_config: WriteConfig, db_url: str) -> None:
+    cfg = write_config(WEB, db_url)
+    _store(cfg)
+    assert tgm(cfg, "import", str(DATA / "export_single.json"), "--as", "testnews", "--no-progress").exit_code == 0
+    _store(cfg, tg_id=None, title="Деловой")  # as if polled over the web: all posts, another title, no id
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "stored as a separate channel «Новости Тестовой области» (id 1555000001)" in r.output
+    assert "--as USERNAME" in r.output
+    assert counts(db_url)["posts"] == 18
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--as", "testnews", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "merged the separate channel" in r.output and "0 new" in r.output
+    c = counts(db_url)
+    assert c["posts"] == 9 and c["channels"] == 1
+    assert c["channel_rows"] == [("testnews", 1555000001, "Деловой", 14)]
+    r = tgm(cfg, "mentions", "--format", "jsonl")
+    assert r.exit_code == 0 and "None" not in r.output and len(r.output.splitlines()) == 6, r.output
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress")
+    assert r.exit_code == 0 and "0 new" in r.output and counts(db_url)["posts"] == 9, r.output
+
+
+def test_as_refuses_to_split_two_stored_channels(write_config: WriteConfig, db_url: str) -> None:
+    cfg = write_config(WEB, db_url)
+    _store(cfg)  # the web channel has none of the export's posts: nothing can be merged safely
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress")
+    assert r.exit_code == 0 and "separate channel" in r.output, r.output
+    before = counts(db_url)
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--as", "testnews", "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert "@testnews" in r.output and "«Новости Тестовой области»" in r.output and "9 posts" in r.output
+    assert counts(db_url) == before
+
+
+def test_as_must_name_a_known_channel(write_config: WriteConfig, sqlite_url: str) -> None:
+    cfg = write_config(WEB, sqlite_url)
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--as", "testnew", "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert "did you mean --as testnews?" in r.output and "known: testnews" in r.output
+    assert counts(sqlite_url)["channels"] == 0

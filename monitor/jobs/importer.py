@@ -5,18 +5,25 @@ never the file), while the event loop matches and stores the previous batch. Eve
 transaction, and the store is idempotent, so re-importing a file changes nothing and importing a newer
 export of the same channel adds only what is new. An export names its chat by title and numeric id; the id
 links it to a configured or polled channel with that id, ``as_username`` to one known only by username,
-so importing and then polling a channel never duplicates posts.
+so importing and then polling a channel never duplicates posts. Without either, a stored channel with no id
+and exactly the export's title (a web channel: the preview shows a title, never the id) is the one; any
+other export becomes a separate channel and the report says how to link it. ``--as`` must name a known
+channel; when it and the export's id name two stored channels, the id's channel is folded into the named
+one only if it is an import-only copy whose posts the named channel all has, else the import is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select, update
 
 from monitor import models as m
 from monitor.config import Settings, parse_channel_ref
@@ -45,6 +52,11 @@ class ChatReport:
     edited: int = 0
     matches: int = 0
     alerts: int = 0
+    note: str | None = None  # how the chat was linked, when that was not by id or --as
+
+
+class LinkError(ExportError):
+    """The export cannot be linked as asked (an unknown ``--as`` name, two stored channels): exit 2."""
 
 
 @dataclass(slots=True)
@@ -106,6 +118,7 @@ class ImportJob:
         """Read, match and store the whole file; raises ExportError for a file that is not an export."""
         report = ImportReport()
         started = datetime.now(UTC)
+        await self._check_as_known()
         fh = await asyncio.to_thread(self.path.open, "rb")
         pending: asyncio.Future[object] | None = None
         try:
@@ -126,8 +139,8 @@ class ImportJob:
                         await self._finish(row, current, started)
                     if as_error := self._check_as(report, chat):
                         raise ExportError(as_error)
-                    row = await self._link(chat)
-                    current = ChatReport(chat, row.id, _label(row))
+                    row, note = await self._link(chat)
+                    current = ChatReport(chat, row.id, _label(row), note=note)
                     report.chats.append(current)
                 assert row is not None
                 if posts:
@@ -165,28 +178,117 @@ class ImportJob:
                     "pick one with --channel NAME")
         return None
 
-    async def _link(self, chat: ExportChat) -> m.Channel:
-        """The stored channel for an exported chat: by ``--as`` username, else by id (configured channels
-        with that id lend their username), else a new channel known by id and title."""
+    async def _check_as_known(self) -> None:
+        """``--as`` must name a configured or a stored channel: a typo would otherwise rename or create one."""
+        if self.as_username is None:
+            return
+        known = {c.username for c in self.rt.settings.channels if c.username}
+        known |= {c.username for c in await self.rt.store.channels() if c.username}
+        if self.as_username in known:
+            return
+        msg = f"--as {self.as_username}: no configured or stored channel has this username"
+        close = difflib.get_close_matches(self.as_username, sorted(known), n=1)
+        if close:
+            msg += f"; did you mean --as {close[0]}?"
+        msg += (f" (known: {', '.join(sorted(known))})" if known else
+                " (none are known: add it under [[channels]] in the config first)")
+        raise LinkError(msg)
+
+    async def _link(self, chat: ExportChat) -> tuple[m.Channel, str | None]:
+        """The stored channel for an exported chat and, when it is worth saying, how it was linked: by
+        ``--as`` username, else by id (configured channels with that id lend their username), else by its
+        exact title to the one stored channel of that title that has no id, else a new channel."""
         store = self.rt.store
         configured = next((c for c in self.rt.settings.channels if chat.id is not None and c.id == chat.id), None)
         username = self.as_username or (configured.username if configured else None)
+        note: str | None = None
+        if self.as_username is not None and chat.id is not None:
+            named = await store.find_channel(username=self.as_username)
+            holder = await store.find_channel(tg_id=chat.id)
+            if named is not None and holder is not None and named.id != holder.id:
+                note = await self._fold(named, holder, chat)
         existing = await store.find_channel(username=username, tg_id=chat.id)
-        if existing is None and chat.id is None and username is None:
-            # No id and no name: the export's title is all there is; reuse a channel of that title.
-            existing = next((c for c in await store.channels() if c.title == chat.name and chat.name), None)
-            if existing is not None:
-                return existing
+        if existing is None and username is None and chat.name:
+            # No id match and no name: a stored channel that has no id yet (a web channel) and exactly
+            # this title is the same channel, if it is the only one.
+            titled = [c for c in await store.channels() if c.title == chat.name]
+            if chat.id is None and titled:
+                return titled[0], None  # an export without an id: its title is all there is
+            same = [c for c in titled if c.tg_id is None]
+            if len(same) == 1:
+                await store.update_channel(same[0].id, tg_id=chat.id)
+                row = await store.get_channel(same[0].id)
+                return row, f"linked to {_label(row)} by its title"
         source = None if existing is not None else (configured.source if configured else "telethon")
         if existing is not None and existing.tg_id is not None and chat.id is not None and existing.tg_id != chat.id:
-            raise ExportError(f"@{username} is stored as channel id {existing.tg_id}, but this export is of "
-                              f"channel id {chat.id}; check --as")
+            raise LinkError(f"@{username} is stored as channel id {existing.tg_id}, but this export is of "
+                            f"channel id {chat.id}; check --as")
         try:
-            return await store.upsert_channel(username=username, tg_id=chat.id,
-                                              title=chat.name if existing is None or not existing.title else None,
-                                              source=source)
+            row = await store.upsert_channel(username=username, tg_id=chat.id,
+                                             title=chat.name if existing is None or not existing.title else None,
+                                             source=source)
         except ValueError as exc:
-            raise ExportError(str(exc)) from None
+            raise LinkError(str(exc)) from None
+        if existing is None and username is None and chat.id is not None:
+            note = (f"stored as a separate channel «{chat.name or chat.id}» (id {chat.id}); if this is one of "
+                    f"your configured channels, import again with --as USERNAME")
+        return row, note
+
+    async def _fold(self, named: m.Channel, holder: m.Channel, chat: ExportChat) -> str:
+        """``--as`` names stored channel ``named`` while the export's id belongs to stored channel ``holder``
+        (an earlier import without --as). Fold ``holder`` into ``named`` when that loses nothing: ``holder``
+        is an import-only copy (no username, not configured, never polled) and ``named`` has every one of
+        its posts. Its alerts move to the same posts of ``named``; then it is dropped and ``named`` takes its
+        id, in one transaction. Anything else is refused (LinkError, exit 2) rather than renamed silently."""
+        configured_ids = {c.id for c in self.rt.settings.channels if c.id is not None}
+        both = (f"@{named.username} (stored channel {named.id}) and «{holder.title or holder.tg_id}» "
+                f"(stored channel {holder.id}, id {holder.tg_id}"
+                + (f", @{holder.username}" if holder.username else "") + ")")
+        refuse = (f"--as {self.as_username}: this export's channel id {chat.id} already belongs to another "
+                  f"stored channel: {both} would then be one channel twice.")
+        if named.tg_id is not None:
+            raise LinkError(f"{refuse} @{named.username} is channel id {named.tg_id}, not {chat.id}; check --as")
+        if holder.username is not None or holder.tg_id in configured_ids or holder.polls:
+            raise LinkError(f"{refuse} «{holder.title or holder.tg_id}» is a configured or polled channel; "
+                            f"import without --as to add to it")
+        sessions = self.rt.store.sessions
+        async with sessions.begin() as s:
+            mine = {mid: pid for pid, mid in await s.execute(
+                select(m.Post.id, m.Post.message_id).where(m.Post.channel_id == named.id))}
+            theirs = list(await s.execute(select(m.Post.id, m.Post.message_id, m.Post.search_lemmas)
+                                          .where(m.Post.channel_id == holder.id)))
+            missing = [mid for _, mid, _ in theirs if mid not in mine]
+            if missing:
+                raise LinkError(f"{refuse} «{holder.title or holder.tg_id}» holds {len(missing)} posts that "
+                                f"@{named.username} does not (e.g. message {missing[0]}), so they cannot be "
+                                f"merged automatically; keep importing this export without --as")
+            for pid, mid, _ in theirs:
+                await s.execute(update(m.Alert).where(m.Alert.post_id == pid).values(post_id=mine[mid]))
+            # what was alerted for the copy counts as alerted for the channel: never alert twice
+            done = {(d, mid, e) for d, mid, e in await s.execute(
+                select(m.AlertEntity.destination, m.AlertEntity.message_id, m.AlertEntity.entity_id)
+                .where(m.AlertEntity.channel_id == named.id))}
+            for ae in (await s.execute(select(m.AlertEntity).where(m.AlertEntity.channel_id == holder.id))).scalars():
+                if (ae.destination, ae.message_id, ae.entity_id) in done:
+                    await s.delete(ae)
+                else:
+                    ae.channel_id = named.id
+            if s.bind.dialect.name == "sqlite":
+                from monitor import fulltext
+
+                await fulltext.sync_index(s, removed=[(pid, lem) for pid, _, lem in theirs if lem is not None])
+            await s.flush()
+            # posts (with matches, versions), mention counts and runs go with the row (ON DELETE CASCADE)
+            await s.execute(delete(m.Post).where(m.Post.channel_id == holder.id))
+            await s.execute(delete(m.MentionDay).where(m.MentionDay.channel_id == holder.id))
+            await s.execute(delete(m.FetchRun).where(m.FetchRun.channel_id == holder.id))
+            await s.execute(delete(m.Channel).where(m.Channel.id == holder.id))
+            await s.flush()
+            await s.execute(update(m.Channel).where(m.Channel.id == named.id).values(tg_id=chat.id))
+            left = (await s.execute(select(func.count()).select_from(m.Post)
+                                    .where(m.Post.channel_id == named.id))).scalar_one()
+        return (f"merged the separate channel «{holder.title or holder.tg_id}» (id {chat.id}, {len(theirs)} "
+                f"duplicate posts) into @{named.username}, which now has {left} posts")
 
     async def _finish(self, row: m.Channel, rep: ChatReport, started: datetime, error: str | None = None) -> None:
         await self.rt.store.record_run(row.id, "import", started, posts=rep.posts, error=error)
@@ -302,6 +404,8 @@ async def import_file(
                 return 2, str(exc)
             try:
                 report = await job.run(on_bytes=bar.update, after_batch=after)
+            except LinkError as exc:
+                return 2, str(exc)
             except ExportError as exc:
                 return 2, f"{path}: {exc}"
             except OSError as exc:
@@ -311,7 +415,8 @@ async def import_file(
     finally:
         bar.close()
     lines = [f"{c.channel}: {c.posts} posts read, {c.new} new, {c.edited} changed, {c.matches} mentions"
-             + (f", {c.alerts} alerts" if alert else "") for c in report.chats]
+             + (f", {c.alerts} alerts" if alert else "") + (f" ({c.note})" if c.note else "")
+             for c in report.chats]
     if alert and not settings.alerts:
         lines.append("alerts: none raised, no [[alerts]] destinations are configured "
                      '(for example: [[alerts]] name = "me" url = "tgram://BOT_TOKEN/CHAT_ID")')
