@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_mentions_every_format(cli: Callable[..., Result]) -> None:
     assert [row["message_id"] for row in table] == ["11", "11"] and "**Газпром**" in table[0]["snippet"]
     r = cli("mentions", "--entity", "Газпром")
     assert r.exit_code == 0 and "https://t.me/delovoy/2" in r.output and "**Газпром**" in r.output
-    assert len(r.output.splitlines()) == 4
+    assert len(r.output.splitlines()) == 5  # a header and four mentions
 
 
 def test_search_every_format(cli: Callable[..., Result]) -> None:
@@ -70,7 +71,7 @@ def test_search_every_format(cli: Callable[..., Result]) -> None:
     assert r.exit_code == 0, r.output
     assert [row["message_id"] for row in csv.DictReader(io.StringIO(r.output))] == ["4"]
     r = cli("search", "газпром", "--limit", "1")
-    assert r.exit_code == 0 and "https://t.me/birzha/11" in r.output and len(r.output.splitlines()) == 1
+    assert r.exit_code == 0 and "https://t.me/birzha/11" in r.output and len(r.output.splitlines()) == 2
     r = cli("search", "комбинат", "--format", "jsonl")
     assert r.exit_code == 0 and r.output == ""
     r = cli("search", "-уран")
@@ -160,3 +161,63 @@ def test_csv_quotes_newlines_quotes_commas_and_semicolons(write_config: Callable
     assert {json.dumps(d, ensure_ascii=False) for d in mentions} == {
         json.dumps({k: str(v) for k, v in d.items()}, ensure_ascii=False)
         for d in jsonl(cli("mentions", "--format", "jsonl"))}
+
+
+def test_tables_have_a_header_and_plurals(cli: Callable[..., Result]) -> None:
+    r = cli("mentions", "--entity", "Газпром")
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["DATE", "CHANNEL", "ENTITY", "CONTEXT", "LINK"] and len(lines) == 5
+    assert lines[0].index("CHANNEL") == lines[1].index("@") and lines[0].index("LINK") == lines[1].index("https:")
+    r = cli("search", "кислота")
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["DATE", "CHANNEL", "SNIPPET", "LINK"] and len(lines) == 4
+    assert {line.index("https:") for line in lines[1:]} == {lines[0].index("LINK")}
+    r = cli("search", "комбинат")
+    assert r.exit_code == 0 and r.stdout == ""  # no header over nothing
+    assert "(1 month)" in cli("stats", "--by", "month", "--until", "2025-03-31").output
+    assert "(2 weeks)" in cli("stats", "--by", "week").output
+    assert "(1 week)" in cli("stats", "--by", "week", "--until", "2025-03-09").output
+
+
+def test_alerts_list_table_has_a_header() -> None:
+    from monitor.alerts.outbox import AlertRow
+    from monitor.cli.alerts import alerts_table
+
+    t = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    rows = [AlertRow(12345, "a1b2c3", "team-chat", "post", "failed", 3, "@delovoy", 2, ["Газпром"], [], t, None,
+                     t, "boom\nat line 2"),
+            AlertRow(7, "d4e5f6", "webhook", "incident", "sent", 1, None, None, [], [], t, t, t, None)]
+    lines = alerts_table(rows).splitlines()
+    assert lines[0].split() == ["ID", "CODE", "STATUS", "TRIES", "DESTINATION", "KIND", "WHEN", "WHERE", "ENTITIES"]
+    assert len(lines) == 3 and "Газпром" in lines[1] and lines[1].endswith("  (boom at line 2)")
+    for col in ("CODE", "STATUS", "DESTINATION", "WHEN", "WHERE"):
+        assert lines[1][lines[0].index(col) - 2:lines[0].index(col)] == "  "
+    assert lines[0].index("STATUS") == lines[1].index("failed") == lines[2].index("sent")
+    assert lines[0].index("WHERE") == lines[1].index("@delovoy/2") == lines[2].index("-", lines[0].index("WHERE"))
+
+
+def test_status_shows_configured_source_and_leases(write_config: Callable[..., Path], db_url: str) -> None:
+    from monitor.cli.status import render_table
+
+    path = write_config(WATCHLIST + '\n[[channels]]\nusername = "delovoy"\nsource = "web"\n', db_url)
+
+    async def setup() -> None:
+        async with open_runtime(load_settings(path)) as rt:  # as `import` leaves it: a "telethon" row
+            await rt.store.upsert_channel(username="delovoy", tg_id=1000, title="Delovoy", source="telethon")
+            await rt.store.upsert_channel(username="birzha", tg_id=1001, title="Birzha", source="telethon")
+
+    asyncio.run(setup())
+    r = CliRunner().invoke(main, ["--config", str(path), "status", "--format", "json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert {c["channel"]: c["source"] for c in doc["channels"]} == {"@delovoy": "web", "@birzha": "telethon"}
+    r = CliRunner().invoke(main, ["--config", str(path), "status"], catch_exceptions=False)
+    row = next(line for line in r.output.splitlines() if line.startswith("@delovoy"))
+    assert row.split()[1] == "web" and "LEASE" not in r.output
+
+    doc["channels"][0]["lease_owner"] = "host-a:4242"
+    table = render_table(doc).splitlines()
+    head = next(line for line in table if line.startswith("CHANNEL"))
+    leased = next(line for line in table if "host-a:4242" in line)
+    assert "LEASE" in head and leased.index("host-a:4242") == head.index("LEASE")
+    assert next(line for line in table if line.startswith(doc["channels"][1]["channel"]))[head.index("LEASE")] == "-"

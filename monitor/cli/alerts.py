@@ -87,14 +87,27 @@ def alerts_list(state: CliState, status: str | None, limit: int | None, fmt: str
         if not rows:
             click.echo("no alerts")
             return
-        for r in rows:
-            where = f"{r.channel}/{r.message_id}" if r.channel else "-"
-            when = (r.sent_at or r.created_at).strftime("%Y-%m-%d %H:%M")
-            line = (f"{r.id:>6}  #{r.code}  {r.status:8} {r.attempts:>2}x  {r.destination:16} {r.kind:8} "
-                    f"{when}  {where:28} {', '.join(r.entities)}")
-            if r.status == outbox.FAILED and r.last_error:
-                line += f"  ({r.last_error})"
-            click.echo(line)
+        click.echo(alerts_table(rows))
+
+
+def alerts_table(rows: list[outbox.AlertRow]) -> str:
+    """The human form of ``alerts list``: a header row and aligned columns (like ``status``)."""
+    head = ("ID", "CODE", "STATUS", "TRIES", "DESTINATION", "KIND", "WHEN", "WHERE", "ENTITIES")
+    table: list[tuple[str, ...]] = [head]
+    errors = [""]
+    for r in rows:
+        table.append((str(r.id), f"#{r.code}", r.status, f"{r.attempts}x", r.destination, r.kind,
+                      (r.sent_at or r.created_at).strftime("%Y-%m-%d %H:%M"),
+                      f"{r.channel}/{r.message_id}" if r.channel else "-", ", ".join(r.entities) or "-"))
+        err = " ".join((r.last_error or "").split())
+        errors.append(f"({err})" if r.status == outbox.FAILED and err else "")
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    right = {0, 3}  # numbers
+    lines = []
+    for t, err in zip(table, errors, strict=True):
+        cells = [v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(t, widths, strict=True))]
+        lines.append(("  ".join(cells) + ("  " + err if err else "")).rstrip())
+    return "\n".join(lines)
 
 
 _FIELDS = ("id", "code", "destination", "kind", "status", "attempts", "channel", "message_id", "entities",

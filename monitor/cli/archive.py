@@ -87,6 +87,16 @@ def csv_line(cells: Iterable[object]) -> str:
     return buf.getvalue()[:-2]
 
 
+def plural(n: int, word: str) -> str:
+    """``1 week``, ``2 weeks``, ``0 days``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def one_line(text: str) -> str:
+    """Line breaks as spaces, so a table row stays one line."""
+    return " ".join(text.splitlines())
+
+
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -100,9 +110,9 @@ async def write_records(records: Any, fmt: str, *, fields: Sequence[str], table:
         await out.line("[")
     elif fmt == "csv":
         await out.line(csv_line(fields))
-    elif fmt == "table" and header:
-        await out.line(header)
     async for rec in records:
+        if fmt == "table" and header and n == 0:  # only above rows: an empty listing says so on stderr
+            await out.line(header)
         if fmt == "jsonl":
             await out.line(json.dumps(rec.as_dict(), ensure_ascii=False))
         elif fmt == "json":
@@ -176,8 +186,9 @@ def search_cmd(state: CliState, query_words: tuple[str, ...], entities: tuple[st
                                        limit=limit)
             n = await write_records(
                 hits, fmt, fields=("channel", "message_id", "date", "rank", "snippet", "link"),
-                table=lambda h: f"{h.date:%Y-%m-%d %H:%M}  {clip(h.channel, 20):20}  {clip(h.snippet, 110)}  "
-                                f"{h.link}")
+                table=lambda h: f"{h.date:%Y-%m-%d %H:%M}  {clip(h.channel, 20):20}  "
+                                f"{clip(one_line(h.snippet), 110):110}  {h.link}",
+                header=f"{'DATE':16}  {'CHANNEL':20}  {'SNIPPET':110}  LINK")
             if fmt == "table" and n == 0:
                 click.echo("no posts found", err=True)
 
@@ -193,7 +204,7 @@ def stats_table(st: archive.Stats) -> str:
         return "no mentions in this range"
     first, last = st.periods[0], st.periods[-1]
     width = max(8, min(30, max(len(e.entity) for e in st.entities)))
-    lines = [f"Posts mentioning each entity per {st.by}, {first} … {last} ({len(st.periods)} {st.by}s)", "",
+    lines = [f"Posts mentioning each entity per {st.by}, {first} … {last} ({plural(len(st.periods), st.by)})", "",
              f"{'entity':{width}}  {'total':>6}  {'peak':>5}  {'peak ' + st.by:10}  trend"]
     for e in st.entities:
         when, peak = e.peak(st.periods)

@@ -8,16 +8,19 @@ import click
 
 from monitor import archive, fulltext
 from monitor.cli.app import CliState, main, pass_state
-from monitor.cli.archive import clip, filter_options, run_archive, write_records
+from monitor.cli.archive import clip, filter_options, one_line, run_archive, write_records
 from monitor.runtime import open_runtime
 
 MENTION_FIELDS = ("channel", "message_id", "date", "entity", "surface", "link", "snippet")
 
 
+TABLE_HEADER = f"{'DATE':16}  {'CHANNEL':20}  {'ENTITY':20}  {'CONTEXT':90}  LINK"
+
+
 def _table_line(mt: archive.Mention) -> str:
     context = fulltext.mark_spans(mt.text, [(mt.start, mt.end)], width=80)
     return (f"{mt.date:%Y-%m-%d %H:%M}  {clip(mt.channel, 20):20}  {clip(mt.entity, 20):20}  "
-            f"{clip(context, 90):90}  {mt.link}")
+            f"{clip(one_line(context), 90):90}  {mt.link}")
 
 
 @main.command("mentions")
@@ -45,9 +48,7 @@ def mentions_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str
         async with open_runtime(s) as rt:
             records = archive.iter_mentions(rt.engine, entities=entities, channels=channels, since=since,
                                             until=until, limit=limit)
-            n = await write_records(
-                records, fmt, fields=MENTION_FIELDS,
-                table=_table_line)
+            n = await write_records(records, fmt, fields=MENTION_FIELDS, table=_table_line, header=TABLE_HEADER)
             if fmt == "table" and n == 0:
                 click.echo("no mentions found", err=True)
 

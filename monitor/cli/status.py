@@ -20,11 +20,37 @@ async def collect_status(state_settings: Any) -> dict[str, Any]:
     engine = create_engine(state_settings.database.url)
     try:
         snap = await status_snapshot(engine, state_settings)
+        await _configured_sources(engine, state_settings, snap)
     finally:
         await engine.dispose()
     pid = holder(lock_path(state_settings))
     snap["service"] = {"running": pid is not None, "pid": pid or None}
     return snap
+
+
+async def _configured_sources(engine: Any, settings: Any, snap: dict[str, Any]) -> None:
+    """A configured channel's SOURCE is the one in the config.
+
+    The stored row keeps whatever created it (``import`` creates rows as "telethon") until the channel
+    is polled; the config says how it will be read, so show that."""
+    from sqlalchemy import select
+
+    from monitor import models as m
+    from monitor.db import sessionmaker
+    from monitor.health import channel_subject
+
+    async with sessionmaker(engine)() as s:
+        rows = (await s.execute(select(m.Channel.username, m.Channel.tg_id))).all()
+    source: dict[str, str] = {}
+    for username, tg_id in rows:
+        cfg = next((c for c in settings.channels
+                    if (c.id is not None and tg_id == c.id) or (c.username is not None and username == c.username)),
+                   None)
+        if cfg is not None:
+            source[channel_subject(username, tg_id)] = cfg.source
+    for c in snap["channels"]:
+        if c["configured"] and c["channel"] in source:
+            c["source"] = source[c["channel"]]
 
 
 def _ago(seconds: int | None) -> str:
@@ -43,13 +69,16 @@ def render_table(snap: dict[str, Any]) -> str:
     """The human form: a channel table, then outbox, incidents and services."""
     svc = snap["service"]
     lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"]
-    head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", "LAST ERROR")
+    leases = any(c.get("lease_owner") for c in snap["channels"])  # several processes share the channels
+    head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", *(("LEASE",) if leases else ()),
+            "LAST ERROR")
     rows = [head]
     for c in snap["channels"]:
-        err = (c["last_error"] or "").replace("\n", " ")
+        err = " ".join((c["last_error"] or "").split())
         rows.append((c["channel"] + ("" if c["configured"] else " (not configured)"), c["source"], c["status"],
                      (c["last_poll"] or "never")[:19].replace("T", " "), _ago(c["lag_seconds"]), str(c["posts"]),
-                     str(c["cursor"]), err[:60] + ("…" if len(err) > 60 else "")))
+                     str(c["cursor"]), *((c.get("lease_owner") or "-",) if leases else ()),
+                     err[:60] + ("…" if len(err) > 60 else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
