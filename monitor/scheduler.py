@@ -51,6 +51,7 @@ from monitor.metrics import Metrics
 from monitor.models import now
 from monitor.notify import Notifier
 from monitor.runtime import Runtime, compile_watchlist, make_planner, open_runtime
+from monitor.service import source_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,70 @@ CLOSE_TIMEOUT = 2.0
 RUNS_KEPT = timedelta(days=30)
 LOGIN_HINT = ("the Telegram session is not authorised: run `tgmonitor login` (as the service's user, with the "
               "same configuration), then start the service again")
+
+
+#: Telegram unreachable: the Telethon jobs retry the connection after 30 s, 60 s, 120 s … at most 10 min.
+TG_RETRY_FIRST = 30.0
+TG_RETRY_MAX = 600.0
+#: An outage this long becomes an operator incident (short blips, common where Telegram is throttled, do not).
+TG_INCIDENT_AFTER = 900.0
+TELEGRAM_UNREACHABLE = "telegram_unreachable"
+
+
+class RetryBackoff:
+    """When to try a connection again: exponential backoff with jitter, capped (like tenacity's
+    ``wait_exponential_jitter``): the n-th failure in a row waits ``min(cap, first·2ⁿ⁻¹)`` less up to
+    ``jitter`` of it at random, so that many processes cut off together do not come back in the same second.
+
+    Failures of one attempt count once: the channels of one poll batch all fail with the same error, and
+    a failure reported before ``next_try`` belongs to the attempt already counted. ``clock`` is monotonic
+    seconds (tests pass a fake)."""
+
+    def __init__(self, first: float = TG_RETRY_FIRST, cap: float = TG_RETRY_MAX, *, jitter: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic, rand: Callable[[], float] = random.random) -> None:
+        self.first, self.cap, self.jitter = first, cap, jitter
+        self.clock, self.rand = clock, rand
+        self.failures = 0
+        self.since: float | None = None  # when the outage began
+        self.next_try = 0.0
+        self.reason = ""
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def delay(self, failures: int) -> float:
+        base = min(self.cap, self.first * 2 ** max(0, failures - 1))
+        return base * (1.0 - self.jitter * self.rand())
+
+    def failed(self, reason: str) -> float | None:
+        """Record a failed attempt; the wait before the next one, or None when this failure belongs to the
+        attempt already counted."""
+        t = self.clock()
+        if self.since is not None and t < self.next_try:
+            return None
+        if self.since is None:
+            self.since = t
+        self.failures += 1
+        self.reason = reason
+        d = self.delay(self.failures)
+        self.next_try = t + d
+        return d
+
+    def waiting(self) -> float:
+        """Seconds until the next attempt may be made (0: now)."""
+        return max(0.0, self.next_try - self.clock()) if self.down else 0.0
+
+    def down_for(self) -> float:
+        return self.clock() - self.since if self.since is not None else 0.0
+
+    def recovered(self) -> float | None:
+        """The connection works again: how long it was down (None when it was not), and start afresh."""
+        if self.since is None:
+            return None
+        took = self.down_for()
+        self.failures, self.since, self.next_try, self.reason = 0, None, 0.0, ""
+        return took
 
 
 class _SetupError(Exception):
@@ -174,6 +239,8 @@ class Service:
         self.background: set[asyncio.Task[Any]] = set()
         self._warned: set[str] = set()
         self._status_at = 0.0
+        self.tg = RetryBackoff()  # Telegram's connection: backoff while it cannot be reached
+        self.tg_incident = False
 
     # ------------------------------------------------------------------ main
 
@@ -230,10 +297,14 @@ class Service:
             return EXIT_OK
         if any(c.enabled and c.source == "telethon" for c in s.channels):
             self.notifier.status("starting: checking the Telegram session")
-            if not await self._session_authorised(rt):
+            authorised = await self._session_authorised(rt)
+            if authorised is False:
                 event(log, logging.ERROR, LOGIN_HINT)
                 return EXIT_NO_SESSION
-            await health.close_incidents(rt.engine, health.SESSION_DEAD)
+            if authorised:
+                await health.close_incidents(rt.engine, health.SESSION_DEAD)
+            # None: Telegram cannot be reached now; the Telethon jobs retry with backoff (a session found
+            # dead then stops them), everything else starts.
         self.leases = Leases(rt.engine, owner_name(self.lock.path), s.schedule.lease_seconds)
         await self._release_own_claims(rt)
         await self._register_channels(s)
@@ -410,6 +481,9 @@ class Service:
             rid = self.row_ids.get(key)
             if self.stopping or cfg is None or rid is None or cfg.source in self.dead_sources:
                 return
+            if cfg.source == "telethon" and self.tg.waiting() > 0:
+                self._postpone(key)  # Telegram cannot be reached: wait for the next connection attempt
+                return
             assert self.leases is not None and self.rt is not None
             try:
                 mine = await self.leases.hold(rid)
@@ -428,10 +502,17 @@ class Service:
                 await self._session_died(str(exc))
                 return
             except Exception as exc:
+                unreachable = source_unreachable(exc)
+                if unreachable is not None:
+                    await self._telegram_unreachable(unreachable)
+                    self._postpone(key)
+                    return
                 event(log, logging.ERROR, "poll failed", channel=key, error=f"{type(exc).__name__}: {exc}")
                 report = PollReport(channel=key, error=str(exc))
             finally:
                 self.polling.discard(rid)
+            if cfg.source == "telethon" and self.tg.down:
+                await self._telegram_back()
             await self._after_poll(cfg, rid, report or PollReport(channel=key))
 
     async def _after_poll(self, cfg: ChannelConfig, rid: int, r: PollReport) -> None:
@@ -497,7 +578,58 @@ class Service:
             except SessionDead as exc:
                 await self._session_died(str(exc))
             except Exception as exc:
+                unreachable = source_unreachable(exc)
+                if unreachable is not None:
+                    await self._telegram_unreachable(unreachable)
+                    return
                 event(log, logging.WARNING, "re-read failed", source=source, error=str(exc))
+
+    def _postpone(self, key: str) -> None:
+        """Move a Telethon channel's next poll to the next connection attempt (plus a little spread)."""
+        if self.scheduler is None or self.stopping:
+            return
+        job = self.scheduler.get_job(f"poll:{key}")
+        if job is None:
+            return
+        until = now() + timedelta(seconds=self.tg.waiting() + random.uniform(0, 2))
+        if job.next_run_time is None or job.next_run_time < until:
+            job.modify(next_run_time=until)
+
+    async def _telegram_unreachable(self, message: str) -> None:
+        """Telegram cannot be reached: the Telethon jobs wait for the next attempt (exponential backoff with
+        jitter, 30 s … 10 min); the other sources, delivery and everything else go on. An outage that lasts
+        ``TG_INCIDENT_AFTER`` becomes one operator incident, closed when the connection is back."""
+        wait = self.tg.failed(message)
+        if wait is None:
+            return  # the same attempt, reported by another channel of its batch
+        event(log, logging.WARNING, message, attempt=self.tg.failures, retry_in=round(wait),
+              down_for=round(self.tg.down_for()))
+        for key, c in self.channels.items():
+            if c.source == "telethon":
+                self._postpone(key)
+        self.notifier.status(f"cannot reach Telegram (retrying in {round(wait)} s); other sources go on")
+        if not self.tg_incident and self.tg.down_for() >= TG_INCIDENT_AFTER and self.rt is not None:
+            detail = f"{message} (for {round(self.tg.down_for() / 60)} min; retried with backoff)"
+            try:
+                await health.open_incident(self.rt.engine, self.settings, TELEGRAM_UNREACHABLE, "telegram", detail)
+                self.tg_incident = True
+            except Exception as exc:
+                event(log, logging.WARNING, "could not record the incident", error=str(exc))
+            self._wake("drain")
+
+    async def _telegram_back(self) -> None:
+        """A Telethon poll got through again: report it, close the incident, resume the normal rhythm."""
+        took = self.tg.recovered()
+        if took is None:
+            return
+        event(log, logging.INFO, "Telegram reachable again", down_for=round(took))
+        if self.rt is not None:  # also one left open by a process that stopped during an outage
+            try:
+                await health.close_incidents(self.rt.engine, TELEGRAM_UNREACHABLE)
+                self.tg_incident = False
+            except Exception as exc:
+                event(log, logging.WARNING, "could not close the incident", error=str(exc))
+        self._update_status(force=True)
 
     async def _session_died(self, reason: str) -> None:
         """The Telegram session stopped working: stop the Telethon jobs, tell the operator once, go on."""
@@ -521,11 +653,19 @@ class Service:
             self._wake("drain")
         self.notifier.status("Telegram session dead: run tgmonitor login; other sources go on")
 
-    async def _session_authorised(self, rt: Runtime) -> bool:
+    async def _session_authorised(self, rt: Runtime) -> bool | None:
         """Ask Telegram (``is_user_authorized()`` on a client from the configured factory) whether the session
-        is logged in. The client is disconnected again before the Telethon jobs open their own: two clients
-        must never use one session at the same time."""
-        from monitor.sources.telethon import ClientSetupError, is_session_dead, make_client
+        is logged in; None when Telegram cannot be reached (then the backoff starts). The client is
+        disconnected again before the Telethon jobs open their own: two clients must never use one session at
+        the same time."""
+        from monitor.sources.telethon import (
+            NETWORK_ERRORS,
+            ClientSetupError,
+            TelegramUnreachable,
+            is_session_dead,
+            make_client,
+            network_reason,
+        )
 
         try:
             client = make_client(rt.settings)
@@ -535,6 +675,9 @@ class Service:
             if not client.is_connected():
                 await client.connect()
             return bool(await client.is_user_authorized())
+        except NETWORK_ERRORS as exc:
+            await self._telegram_unreachable(str(TelegramUnreachable(network_reason(exc))))
+            return None
         except Exception as exc:
             if is_session_dead(exc):
                 return False
@@ -601,6 +744,9 @@ class Service:
         if cfg.source in self.dead_sources:
             await backfill_queue.finish(engine, req.id, "failed", error=LOGIN_HINT)
             return
+        if cfg.source == "telethon" and self.tg.waiting() > 0:
+            await backfill_queue.finish(engine, req.id, "queued")  # runs once Telegram is reachable again
+            return
         progress: dict[str, int | None] = {"stored": 0, "total": None}
         written: dict[str, int | None] = {"stored": 0, "total": None}
 
@@ -631,6 +777,12 @@ class Service:
                 await asyncio.shield(backfill_queue.finish(engine, req.id, "queued"))
             raise
         except Exception as exc:
+            unreachable = source_unreachable(exc)
+            if unreachable is not None:
+                # Its pages so far are stored: back in the queue, it continues where it stopped.
+                await backfill_queue.finish(engine, req.id, "queued")
+                await self._telegram_unreachable(unreachable)
+                return
             await backfill_queue.finish(engine, req.id, "failed", error=f"{type(exc).__name__}: {exc}")
             event(log, logging.ERROR, "backfill failed", channel=cfg.key, error=str(exc))
             return
@@ -713,6 +865,8 @@ class Service:
             parts.append(f"last poll {key} {when:%H:%M:%S} {res}")
         if self.dead_sources:
             parts.append("Telegram session dead")
+        elif self.tg.down:
+            parts.append(f"cannot reach Telegram, next try in {round(self.tg.waiting())} s")
         self.notifier.status("; ".join(parts))
 
     def _warn_once(self, key: str, msg: str) -> None:

@@ -16,6 +16,7 @@ from monitor.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
 
+EXIT_FAILURE = 1
 EXIT_NO_SESSION = 78
 
 
@@ -27,16 +28,49 @@ def enabled_by_source(settings: Settings) -> dict[str, list[ChannelConfig]]:
     return dict(groups)
 
 
-async def poll_all(rt: Runtime) -> list[PollReport]:
-    """Poll every enabled channel once, whatever its schedule; one source's failure spares the others."""
-    reports: list[PollReport] = []
+class CycleResult(list[PollReport]):
+    """The reports of one cycle, plus the sources that could not be reached at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreachable: dict[str, str] = {}  # source -> the one-line message
+
+
+def source_unreachable(exc: BaseException) -> str | None:
+    """The one-line message when ``exc`` says a source's network cannot be reached (Telegram down or
+    throttled), else None. Telethon's module is only looked at when it was loaded: a web-only process never
+    imports it, and then no exception can be one of its."""
+    import sys
+
+    mod = sys.modules.get("monitor.sources.telethon")
+    if mod is not None and isinstance(exc, mod.TelegramUnreachable):
+        return str(exc)
+    return None
+
+
+async def poll_all(rt: Runtime) -> CycleResult:
+    """Poll every enabled channel once, whatever its schedule; one source's failure spares the others.
+
+    A source that cannot be reached (Telegram down or throttled) is reported in one line and its channels
+    get that error; the other sources are polled all the same. A dead session (SessionDead) still ends the
+    cycle: it needs the operator, not a retry."""
+    reports = CycleResult()
     for source, channels in enabled_by_source(rt.settings).items():
         jobs = source_jobs(rt, source)
         try:
             reports.extend(await jobs.poll(channels))
+        except Exception as exc:
+            message = source_unreachable(exc)
+            if message is None:
+                raise
+            reports.unreachable[source] = message
+            event(log, logging.ERROR, message)
+            reports.extend(PollReport(channel=c.key, error=message) for c in channels)
         finally:
             await jobs.aclose()
     for r in reports:
+        if r.error and any(r.error == msg for msg in reports.unreachable.values()):
+            continue  # said once above, not once per channel
         event(log, logging.WARNING if r.error else logging.INFO, "poll", channel=r.channel, new=r.new,
               alerts=r.alerts, error=r.error or "")
     return reports
@@ -70,13 +104,15 @@ async def run_once(settings: Settings) -> int:
 async def _run_once(settings: Settings) -> int:
     async with open_runtime(settings) as rt:
         try:
-            await poll_all(rt)
+            cycle = await poll_all(rt)
         except SessionDead as exc:
             event(log, logging.ERROR, str(exc))
             await deliver_due(rt)
             return EXIT_NO_SESSION
         await deliver_due(rt)
-    return 0
+    # A source that could not be reached at all makes the cycle a failed one (exit 1, so cron and timers see
+    # it) — but only after every other source was polled and the due alerts went out.
+    return EXIT_FAILURE if cycle.unreachable else 0
 
 
 def main(settings: Settings, config_path: Path | None) -> int:

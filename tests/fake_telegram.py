@@ -14,7 +14,7 @@ messages.GetDialogs, updates.GetState, users.GetUsers, and auth.SendCode/auth.Si
 Use in-process: ``server = FakeTelegram(); client = fake_client(server)``. From a ``tgmonitor`` subprocess:
 ``client_factory = "fake_telegram:make_client"`` with this folder on PYTHONPATH and ``FAKE_TG_SPEC`` naming
 a JSON file ``{"channels": [{"id", "username", "title", "posts", "joined", "private"}], "revoked",
-"delay"}``; ``FAKE_TG_LOG`` names a file that gets one line per request (name and paging arguments).
+"delay", "unreachable", "unreachable_while"}``; ``FAKE_TG_LOG`` names a file that gets one line per request (name and paging arguments).
 """
 
 from __future__ import annotations
@@ -121,6 +121,12 @@ class FakeTelegram:
         self.delay = 0.0  # seconds before an answer (network latency, for crash tests)
         self.history_returned = 0  # messages GetHistory handed out (the crash test counts re-fetching)
         self.cpu = 0.0  # the fake's own CPU time (the benchmark subtracts it)
+        # The network on cue: "IncompleteReadError" (a stream cut mid-packet, what throttled links give) or
+        # "ConnectionError" makes connect() and every request fail; ``unreachable_while`` names a file: the
+        # failure lasts while it exists (a subprocess test removes it to bring Telegram back).
+        self.unreachable: str | None = None
+        self.unreachable_while: str | None = None
+        self.network_failures = 0
 
     def add(self, cid: int, username: str | None, title: str | None = None, *, joined: bool = True,
             private: bool = False) -> FakeChannel:
@@ -135,6 +141,17 @@ class FakeTelegram:
 
     def count(self, name: str) -> int:
         return self.counts[name]
+
+    def network_error(self) -> BaseException | None:
+        """The error a connect or request meets now, or None while the network works."""
+        if not self.unreachable or (self.unreachable_while and not os.path.exists(self.unreachable_while)):
+            return None
+        self.network_failures += 1
+        if self.unreachable == "IncompleteReadError":
+            return asyncio.IncompleteReadError(b"", 8)  # an EOFError, like Telethon's from a dropped stream
+        if self.unreachable == "TimeoutError":
+            return TimeoutError()
+        return ConnectionError("Connection to Telegram failed 5 time(s)")
 
     # ------------------------------------------------------------------ dispatch
 
@@ -295,6 +312,10 @@ class FakeSender:
         fut = loop.create_future()
 
         def answer() -> None:
+            err = self.server.network_error()
+            if err is not None:
+                fut.set_exception(err)
+                return
             try:
                 if isinstance(request, list):
                     fut.set_result([self.server.handle(r) for r in request])
@@ -317,6 +338,10 @@ class FakeClient(TelegramClient):
     async def connect(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        server = getattr(self._sender, "server", None)
+        err = server.network_error() if server is not None else None
+        if err is not None:
+            raise err
 
     def is_connected(self) -> bool:
         return True
@@ -344,6 +369,8 @@ def server_from_spec(spec: dict[str, Any], log_path: str | None = None) -> FakeT
     server.revoked = bool(spec.get("revoked"))
     server.authorized = not spec.get("logged_out", False)
     server.delay = float(spec.get("delay", 0))
+    server.unreachable = spec.get("unreachable")
+    server.unreachable_while = spec.get("unreachable_while")
     for c in spec.get("channels", []):
         ch = server.add(c["id"], c.get("username"), c.get("title"), joined=c.get("joined", True),
                         private=c.get("private", False))

@@ -21,6 +21,7 @@ from monitor.jobs import SessionDead
 from monitor.jobs.telethon import TelethonJobs, build_budget
 from monitor.posts import message_link
 from monitor.runtime import Runtime, open_runtime
+from monitor.sources.telethon import TelegramUnreachable
 from monitor.store import SavedPost
 
 BODY = """
@@ -349,6 +350,56 @@ async def test_revoked_session_stops_with_the_login_message(env: Env) -> None:
     env.server.revoked = True
     with pytest.raises(SessionDead, match="tgmonitor login"):
         await j.poll([cfg("some_chan")])
+
+
+@pytest.mark.parametrize("failure", ["IncompleteReadError", "ConnectionError"])
+async def test_unreachable_telegram_is_an_operational_error_and_the_next_poll_reconnects(env: Env,
+                                                                                         failure: str) -> None:
+    ch = env.server.add(7150001, "net_chan")
+    ch.post("a")
+    await env.poll([cfg("net_chan")])  # baseline
+    ch.post("b")
+    env.server.unreachable = failure
+    # at connect (a fresh jobs object) and mid-poll (an open one): never an EOFError, never a per-channel error
+    with pytest.raises(TelegramUnreachable, match="cannot reach Telegram: .*set \\[telegram\\] proxy") as ei:
+        await env.poll([cfg("net_chan")])
+    assert not isinstance(ei.value, EOFError | OSError) and failure in ei.value.reason
+    env.server.unreachable = None
+    j = env.jobs()
+    await j._open()
+    env.server.unreachable = failure
+    with pytest.raises(TelegramUnreachable):
+        await j.poll([cfg("net_chan")])
+    assert not j._opened  # the broken connection is dropped: the next poll connects afresh
+    env.server.unreachable = None
+    reports = await j.poll([cfg("net_chan")])
+    await j.aclose()
+    assert reports[0].error is None and reports[0].new == 1
+    row = (await env.rows())["@net_chan"]
+    assert [p.text for p in await env.posts(row.id)] == ["a", "b"]
+
+
+def test_telegram_retry_backoff_is_exponential_jittered_capped_and_counts_one_failure_per_attempt() -> None:
+    from monitor.scheduler import RetryBackoff
+
+    t = [0.0]
+    b = RetryBackoff(30, 600, jitter=0.25, clock=lambda: t[0], rand=lambda: 0.0)
+    assert not b.down and b.waiting() == 0
+    waits = []
+    for _ in range(8):
+        w = b.failed("cannot reach Telegram: IncompleteReadError")
+        assert w is not None
+        assert b.failed("the same attempt, another channel of its batch") is None
+        assert b.waiting() == pytest.approx(w)
+        waits.append(w)
+        t[0] += w  # the scheduler retries when the wait is over
+    assert waits == [30, 60, 120, 240, 480, 600, 600, 600]
+    assert b.down_for() == pytest.approx(sum(waits))
+    assert b.recovered() == pytest.approx(sum(waits)) and not b.down and b.waiting() == 0
+    assert b.recovered() is None
+    assert b.failed("down again") == 30  # a new outage starts from the first step
+    jittered = RetryBackoff(30, 600, jitter=0.25, clock=lambda: 0.0, rand=lambda: 1.0)
+    assert jittered.failed("x") == pytest.approx(22.5)  # the jitter only ever shortens the wait
 
 
 async def test_renamed_channel_keeps_its_row_and_is_never_resolved_again(env: Env) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -22,7 +23,15 @@ async def login(
     from telethon import errors
     from telethon.sessions import StringSession
 
-    from monitor.sources.telethon import ClientSetupError, default_client, make_client, session_path
+    from monitor.sources.telethon import (
+        NETWORK_ERRORS,
+        ClientSetupError,
+        TelegramUnreachable,
+        default_client,
+        make_client,
+        network_reason,
+        session_path,
+    )
 
     try:
         if settings.telegram.client_factory:
@@ -35,8 +44,12 @@ async def login(
         raise LoginError(str(exc), EXIT_USAGE) from None
     old_umask = os.umask(0o077)  # SQLite's journal files beside the session must be private too
     try:
-        await client.connect()
-        if await client.is_user_authorized() and not print_session:
+        try:
+            await client.connect()
+            authorised = await client.is_user_authorized()
+        except NETWORK_ERRORS as exc:  # IncompleteReadError is an EOFError: click would say only "Aborted!"
+            raise LoginError(str(TelegramUnreachable(network_reason(exc))), EXIT_FAILURE) from None
+        if authorised and not print_session:
             return "already logged in; the session is valid", None
         try:
             await client.start(phone=phone, code_callback=code, password=password, max_attempts=3)
@@ -52,8 +65,8 @@ async def login(
                              EXIT_FAILURE) from None
         except errors.RPCError as exc:
             raise LoginError(f"login failed: Telegram error {exc.message}", EXIT_FAILURE) from None
-        except (OSError, ConnectionError) as exc:
-            raise LoginError(f"cannot reach Telegram: {type(exc).__name__}", EXIT_FAILURE) from None
+        except NETWORK_ERRORS as exc:
+            raise LoginError(str(TelegramUnreachable(network_reason(exc))), EXIT_FAILURE) from None
         except RuntimeError:  # Telethon gives up after max_attempts wrong codes or passwords
             raise LoginError("the login code or password was wrong 3 times; run `tgmonitor login` again",
                              EXIT_FAILURE) from None
@@ -70,6 +83,14 @@ async def login(
     finally:
         os.umask(old_umask)
         await client.disconnect()
+
+
+def interactive() -> bool:
+    """Can we ask for the phone, code and password? (stdin is a terminal)"""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or detached stdin
+        return False
 
 
 class LoginError(Exception):
@@ -94,6 +115,11 @@ def login_cmd(state: CliState, print_session: bool) -> None:
       tgmonitor login
       tgmonitor --config /etc/tgmonitor/tgmonitor.toml login --print-session
     """
+    if not interactive():
+        # Before connecting: with no terminal the prompts would read EOF, leave an unauthorised session
+        # file behind and end in a bare "Aborted!".
+        fail("login needs an interactive terminal (run `tgmonitor login` in a terminal, e.g. over ssh; "
+             "then copy the session file or use --print-session for TG_SESSION)", EXIT_FAILURE)
     s = state.settings()
     try:
         message, session = run(login(

@@ -37,17 +37,20 @@ from monitor.posts import Post
 from monitor.sources.telethon import (
     ALBUM_SETTLE,
     LOGIN_MESSAGE,
+    NETWORK_ERRORS,
     PAGE,
     UNAVAILABLE_ERRORS,
     ChannelInfo,
     ClientSetupError,
     NotAChannel,
+    TelegramUnreachable,
     TelethonSource,
     album_post,
     assemble,
     is_session_dead,
     leading_group,
     make_client,
+    network_reason,
     newest_date,
     to_post,
     trailing_group,
@@ -208,7 +211,7 @@ class TelethonJobs:
             self._floods_loaded = True
         if not self._opened:
             try:
-                await self.src.open()
+                await self.src.open()  # TelegramUnreachable when the network fails
             except errors.RPCError as exc:
                 if is_session_dead(exc):
                     raise SessionDead(LOGIN_MESSAGE) from None
@@ -262,6 +265,16 @@ class TelethonJobs:
                 if is_session_dead(exc):
                     raise SessionDead(LOGIN_MESSAGE) from None
                 raise
+            except NETWORK_ERRORS as exc:
+                # The connection broke (IncompleteReadError is an EOFError) or cannot be made: the whole
+                # source is unreachable, not this request; the next open connects afresh.
+                await self._drop_connection()
+                raise TelegramUnreachable(network_reason(exc)) from None
+
+    async def _drop_connection(self) -> None:
+        self._opened = False
+        if self.src is not None:
+            await self.src.close_quietly()
 
     async def _flood(self, kind: str, seconds: float) -> None:
         """Remember a flood wait: in the budget (this process) and in ``flood_waits`` (every process)."""
@@ -421,11 +434,11 @@ class TelethonJobs:
         reports = [PollReport(channel=c.key) for c in channels]
         try:
             src = await self._open()
-        except SessionDead:
-            raise
-        except (TimeoutError, OSError, ConnectionError, errors.RPCError) as exc:
+        except (SessionDead, TelegramUnreachable):
+            raise  # the caller decides: stop the Telethon jobs, or retry the connection later
+        except errors.RPCError as exc:
             for r in reports:
-                r.error = f"cannot reach Telegram: {type(exc).__name__}: {exc}"
+                r.error = f"Telegram refused the connection: {exc.message}"
             return reports
         now = self.clock.now()
         rows = await self._rows()
@@ -446,7 +459,7 @@ class TelethonJobs:
                 except Deferred as d:
                     await self._defer(cfg, row, rep, d)
                     continue
-                except SessionDead:
+                except (SessionDead, TelegramUnreachable):
                     raise
                 except Exception as exc:
                     await self._failed(cfg, row, rep, exc)
@@ -470,8 +483,8 @@ class TelethonJobs:
             except _Unavailable as exc:
                 await self._mark_unavailable(cfg, row, exc.reason, rep)
                 did = True
-            except SessionDead:
-                raise
+            except (SessionDead, TelegramUnreachable):
+                raise  # work stored so far is committed; the cursor makes the retry continue from there
             except Exception as exc:
                 await self._failed(cfg, row, rep, exc)
                 did = True
@@ -520,9 +533,9 @@ class TelethonJobs:
             peers = [src.peer(r.tg_id or 0, r.access_hash or 0) for r in batch]
             try:
                 got, infos = await self._call(DIALOGS, lambda peers=peers: src.dialog_tops(peers))
-            except SessionDead:
+            except (SessionDead, TelegramUnreachable):
                 raise
-            except (TimeoutError, Deferred, errors.RPCError, OSError, ConnectionError) as exc:
+            except (Deferred, errors.RPCError) as exc:
                 # not fatal: these channels are asked with GetHistory instead
                 event(log, logging.DEBUG, "GetPeerDialogs failed", error=type(exc).__name__)
                 continue

@@ -12,6 +12,7 @@ the session from ``TG_SESSION`` (a StringSession) or the session file, the confi
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 from collections.abc import Callable, Sequence
@@ -60,6 +61,29 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     errors.UsernameInvalidError,
     errors.PeerIdInvalidError,
 )
+
+
+#: What a connection that cannot be made or breaks off raises inside Telethon: a refused or reset socket
+#: (OSError/ConnectionError), a stalled one (asyncio.TimeoutError), and a stream cut mid-packet —
+#: ``asyncio.IncompleteReadError`` is an ``EOFError``, which click would turn into a bare "Aborted!".
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (EOFError, ConnectionError, OSError, asyncio.TimeoutError)
+
+PROXY_HINT = "check the network or set [telegram] proxy"
+
+
+class TelegramUnreachable(Exception):
+    """Telegram cannot be reached (network failure, throttling, a proxy down): an operational condition that
+    passes, not a dead session. ``reason`` is the underlying error in one line, without secrets."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot reach Telegram: {reason}; {PROXY_HINT}")
+        self.reason = reason
+
+
+def network_reason(exc: BaseException) -> str:
+    """One line naming a network error (``IncompleteReadError: 0 bytes read on a total of 8 expected bytes``)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 class ClientSetupError(Exception):
@@ -335,15 +359,28 @@ class TelethonSource:
         self.client = client
 
     async def open(self) -> None:
-        """Connect; raise a session-dead error when the account is not logged in (asked of the client)."""
-        if not self.client.is_connected():
-            await self.client.connect()
-        if not await self.client.is_user_authorized():
+        """Connect; raise a session-dead error when the account is not logged in (asked of the client), and
+        :class:`TelegramUnreachable` when the connection cannot be made or breaks off."""
+        try:
+            if not self.client.is_connected():
+                await self.client.connect()
+            authorised = await self.client.is_user_authorized()
+        except NETWORK_ERRORS as exc:
+            await self.close_quietly()
+            raise TelegramUnreachable(network_reason(exc)) from None
+        if not authorised:
             raise errors.AuthKeyUnregisteredError(request=None)
 
     async def close(self) -> None:
         if self.client.is_connected():
             await self.client.disconnect()
+
+    async def close_quietly(self) -> None:
+        """Drop a broken connection so that the next :meth:`open` connects afresh (never raises)."""
+        try:
+            await asyncio.wait_for(self.close(), 5.0)
+        except Exception:  # a connection that is already broken may fail to close too
+            pass
 
     @staticmethod
     def peer(channel_id: int, access_hash: int) -> types.InputPeerChannel:
