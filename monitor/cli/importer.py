@@ -16,7 +16,8 @@ from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass
 @click.option("--channel", "channel", default=None, metavar="NAME",
               help="In a full-account export: import the chat with this title or numeric id (default: every channel).")
 @click.option("--as", "as_username", default=None, metavar="USERNAME",
-              help="Link the export to this channel username (a channel polled by username, e.g. via the web source).")
+              help="Link the export to this configured or stored channel username (a channel polled by username, "
+                   "e.g. via the web source); an unknown name exits 2.")
 @click.option("--alert", is_flag=True,
               help="Alert on the imported posts that mention a watched entity, and try to deliver them now "
                    "(failures stay queued for the service). Without it imported posts are stored and matched only.")
@@ -29,8 +30,10 @@ def import_cmd(state: CliState, path: Path, channel: str | None, as_username: st
     """Import a Telegram Desktop export (result.json, "Machine-readable JSON").
 
     Re-importing the same file changes nothing; importing a newer export adds only what is new. The export's
-    numeric channel id links it to a configured or polled channel with that id; --as links it to a channel
-    known only by username, so importing and then polling never duplicates posts.
+    numeric channel id links it to a configured or polled channel with that id; else a stored channel with no
+    id and exactly the export's title (a web channel); --as links it to a channel known only by username, so
+    importing and then polling never duplicates posts. An export stored as a separate channel is folded into
+    the --as channel by a later --as import when that channel already has all its posts.
 
     \b
     Examples:
