@@ -100,3 +100,63 @@ def test_telethon_channels_without_an_authorised_session_exit_78(tmp_path: Path)
     assert r.returncode == 78, r.stderr
     assert "tgmonitor login" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _telegram_down_env(tmp_path: Path, failure: str, *, down_while: Path | None = None) -> dict[str, str]:
+    import json
+
+    spec = {"channels": [{"id": 8300001, "username": "tg_down", "posts": 3}], "unreachable": failure}
+    if down_while is not None:
+        spec["unreachable_while"] = str(down_while)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    return {"PYTHONPATH": str(TESTS), "FAKE_TG_SPEC": str(tmp_path / "spec.json"), "TG_API_ID": "1",
+            "TG_API_HASH": "0" * 32}
+
+
+TG_EXTRA = ('\n[telegram]\nclient_factory = "fake_telegram:make_client"\n\n'
+            '[[channels]]\nusername = "tg_down"\nsource = "telethon"\ninterval = 2\n')
+
+
+def test_run_once_with_telegram_unreachable_still_polls_the_web_channel(tmp_path: Path, servers) -> None:
+    pv, port, _sink, sport = servers
+    pv.add("svc_web", PLAIN.format(n=1))
+    pv.add("svc_web", MENTION.format(n=2))
+    db = tmp_path / "t.db"
+    cfg = tmp_path / "tgmonitor.toml"
+    # the Telethon channel first: its failure must not keep the web channel from being polled
+    cfg.write_text(config_text(db, port, sport, [], extra=TG_EXTRA + '\n[[channels]]\nusername = "svc_web"\n'
+                               'source = "web"\n'), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGMONITOR_", "TG_", "NOTIFY_"))}
+    env.update(_telegram_down_env(tmp_path, "IncompleteReadError"))
+    r = subprocess.run([TGM, "--config", str(cfg), "run", "--once"], cwd=tmp_path, capture_output=True, text=True,
+                       env=env, timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out  # a failed cycle is non-zero — after every other source ran
+    assert "cannot reach Telegram: IncompleteReadError" in out and "set [telegram] proxy" in out
+    assert out.count("cannot reach Telegram") == 1, out
+    assert "Aborted" not in out and "Traceback" not in out
+    assert posts(db) == 2  # the web channel was polled
+
+
+def test_run_keeps_polling_the_web_channel_while_telegram_is_down_and_recovers(tmp_path: Path, servers,
+                                                                              procs) -> None:
+    pv, port, _sink, sport = servers
+    pv.add("svc_web2", PLAIN.format(n=1))
+    db = tmp_path / "t.db"
+    cfg = tmp_path / "tgmonitor.toml"
+    cfg.write_text(config_text(db, port, sport, ["svc_web2"], interval=1, extra=TG_EXTRA), encoding="utf-8")
+    flag = tmp_path / "telegram-down"
+    flag.touch()
+    p = Proc(cfg, tmp_path / "run.log", env=_telegram_down_env(tmp_path, "ConnectionError", down_while=flag))
+    procs.append(p)
+    assert wait_for(lambda: posts(db) == 1, 30), p.text()
+    assert wait_for(lambda: "cannot reach Telegram" in p.text(), 30), p.text()
+    pv.add("svc_web2", PLAIN.format(n=2))  # the web source goes on while Telegram is down
+    assert wait_for(lambda: posts(db) == 2, 30), p.text()
+    assert p.p.poll() is None, p.text()
+    assert "retry_in=" in p.text() and "Traceback" not in p.text()
+    flag.unlink()  # Telegram is back: the next attempt (the backoff's first step, ≤ 30 s) gets through
+    assert wait_for(lambda: "Telegram reachable again" in p.text(), 45), p.text()
+    assert wait_for(lambda: posts(db) == 5, 20), p.text()  # the Telethon channel's 3 posts
+    rc, took = p.stop()
+    assert rc == 0 and took < 10, p.text()

@@ -104,6 +104,7 @@ def test_login_through_the_factory_never_shows_the_phone(tmp_path: Path, monkeyp
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setattr("monitor.cli.login.interactive", lambda: True)  # CliRunner's input stands in for a tty
     cfg = _config(tmp_path, "some_chan")
     r = CliRunner().invoke(main, ["--config", str(cfg), "login", "--print-session"], input="+79991234567\n12345\n")
     assert r.exit_code == 0, (r.output, repr(r.exception))
@@ -135,3 +136,34 @@ def test_default_client_session_file_is_private_and_required(tmp_path: Path, mon
     monkeypatch.delenv("TG_API_HASH")
     with pytest.raises(ClientSetupError, match="TG_API_ID and TG_API_HASH"):
         default_client(load_settings(cfg))
+
+
+def test_login_without_a_terminal_fails_fast_before_connecting(tmp_path: Path) -> None:
+    log = tmp_path / "req.log"
+    env = _env(tmp_path, {"channels": [], "logged_out": True}, log)
+    cfg = _config(tmp_path, "some_chan")
+    r = subprocess.run([str(TGMONITOR), "--config", str(cfg), "login"], env=env, cwd=tmp_path,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "login needs an interactive terminal" in r.stderr
+    assert "Aborted" not in r.stderr and "Traceback" not in r.stderr
+    assert not log.exists() or log.read_text() == ""  # no request was sent: it never connected
+
+
+def test_login_and_run_once_with_telegram_unreachable_say_so_in_one_line(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = {"channels": [{"id": 8400001, "username": "net_chan", "posts": 2}], "unreachable": "IncompleteReadError"}
+    env = _env(tmp_path, spec, tmp_path / "req.log")
+    cfg = _config(tmp_path, "net_chan")
+    r = subprocess.run([str(TGMONITOR), "--config", str(cfg), "run", "--once"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "cannot reach Telegram: IncompleteReadError" in r.stderr and "[telegram] proxy" in r.stderr
+    assert "Aborted" not in r.stderr and "Traceback" not in r.stderr
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setattr("monitor.cli.login.interactive", lambda: True)
+    login = CliRunner().invoke(main, ["--config", str(cfg), "login"], input="+79991234567\n12345\n")
+    assert login.exit_code == 1, (login.output, repr(login.exception))
+    assert "cannot reach Telegram" in login.output and "Traceback" not in login.output
