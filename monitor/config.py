@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from monitor.logs import register_url_secrets
 from monitor.matching import EntitySpec, validate_regex
 
 DEFAULT_CONFIG = Path("tgmonitor.toml")
@@ -156,6 +157,10 @@ _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 _TME = re.compile(r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|telegram\.dog)/(?P<rest>.*)$", re.I)
 
 
+INVITE_LINK = ("a private invite link (t.me/+… or t.me/joinchat/…) cannot be resolved by name; "
+               "use the channel's numeric id instead")
+
+
 def parse_channel_ref(value: str) -> tuple[str | None, int | None]:
     """Turn ``name``, ``@name``, ``https://t.me/name``, ``t.me/name/123``, ``t.me/s/name``,
     ``t.me/c/123/4`` or a numeric id into ``(username, id)``; raise ValueError if it names nothing."""
@@ -165,6 +170,8 @@ def parse_channel_ref(value: str) -> tuple[str | None, int | None]:
     m = _TME.match(text)
     if m:
         parts = [p for p in m.group("rest").split("?")[0].split("/") if p]
+        if parts and (parts[0].startswith("+") or parts[0] == "joinchat"):
+            raise ValueError(INVITE_LINK)
         if parts and parts[0] == "s":
             parts = parts[1:]
         if parts and parts[0] == "c":
@@ -198,14 +205,23 @@ def to_async_url(url: str) -> str:
     return url
 
 
+WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "http", "https"})
+
+
 def redact_url(url: str) -> str:
-    """A URL fit for logs: credentials and path tokens replaced."""
-    m = re.match(r"^([a-zA-Z][\w+.-]*://)(.*)$", url)
+    """A URL fit for logs: ``scheme://host[:port]/***`` for http-like webhooks, ``scheme://***`` otherwise.
+
+    In most Apprise schemes the "host" is itself a secret (``tgram://BOT_TOKEN/CHAT``), so only the
+    webhook schemes, whose host is a real server, keep it; userinfo, path and query never show."""
+    m = re.match(r"^([a-zA-Z][\w+.-]*)://(.*)$", url.strip(), re.S)
     if not m:
         return "***"
     scheme, rest = m.groups()
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}{host}/***" if "/" in rest or "@" in rest else f"{scheme}{host}"
+    if scheme.lower() not in WEBHOOK_SCHEMES:
+        return f"{scheme}://***"
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = netloc.rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/***" if rest != netloc or "@" in netloc else f"{scheme}://{host}"
 
 
 def load_env(config_path: Path | None) -> dict[str, str]:
@@ -264,15 +280,17 @@ class _Checker:
     def fail(self, key: str, what: str, example: str) -> None:
         self.problems.append(f"{self.source}: {key}: {what} (for example: {example})")
 
-    def table(self, data: Any, key: str, allowed: Mapping[str, str]) -> dict[str, Any]:
-        """Check ``data`` is a table and has only ``allowed`` keys (key -> example)."""
+    def table(self, data: Any, key: str, allowed: Mapping[str, str],
+              reported: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Check ``data`` is a table and has only ``allowed`` keys (key -> example); keys in ``reported``
+        get their own message from the caller, so no "unknown key" line here."""
         if data is None:
             return {}
         if not isinstance(data, dict):
             self.fail(key, "must be a table", f"[{key}]")
             return {}
         for k in data:
-            if k not in allowed:
+            if k not in allowed and k not in reported:
                 near = _nearest(k, allowed)
                 hint = f"did you mean '{near}'? " if near else ""
                 self.problems.append(
@@ -337,6 +355,7 @@ def _fraction(v: Any) -> str | None:
     return None if 0 <= v <= 1 else f"must be between 0 and 1, not {v}"
 
 
+_SECRET_KEYS = frozenset({"api_id", "api_hash", "session"})
 _TOP = {
     "database": "[database]", "telegram": "[telegram]", "sources": "[sources.web]",
     "schedule": "[schedule]", "channels": "[[channels]]", "entities": "[[entities]]",
@@ -347,7 +366,7 @@ _ENTITY_KEYS = {
     "name": 'name = "Росатом"', "aliases": 'aliases = ["Rosatom", "госкорпорация Росатом"]',
     "id": 'id = "rosatom"', "case_sensitive": "case_sensitive = true",
     "exclude": 'exclude = ["Мир во всём мире"]', "require_any": 'require_any = ["банк", "карта"]',
-    "regex": r'regex = "\\bРосатом\w*"', "silent": "silent = true", "enabled": "enabled = false",
+    "regex": r"regex = 'Росатом\w*'", "silent": "silent = true", "enabled": "enabled = false",
 }
 _QUIET = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
@@ -373,9 +392,10 @@ def _entities(chk: _Checker, raw: Any) -> tuple[EntitySpec, ...]:
     seen: dict[str, str] = {}
     for i, e in enumerate(raw):
         p = f"entities[{i}]"
-        e = chk.table(e, p, _ENTITY_KEYS)
-        if not e:
+        if not isinstance(e, dict):
+            chk.table(e, p, _ENTITY_KEYS)
             continue
+        e = chk.table(e, p, _ENTITY_KEYS)
         name = chk.get(e, "name", f"{p}.name", str, None, _ENTITY_KEYS["name"])
         if not name or not name.strip():
             if "name" not in e:
@@ -419,9 +439,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: file not found (create it from deploy/tgmonitor.example.toml, "
                            f"or pass --config PATH)"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc} (for example: interval = 300)"]) from None
+        raise ConfigError([_toml_problem(path, exc)]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot be read: {exc.strerror}"]) from None
+
+
+def _toml_problem(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's own words and position, and what usually causes it."""
+    msg = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", msg)
+    if m:
+        what = msg[: m.start()]
+        line = m.group(1)
+        return (f"{path}: line {line}, column {m.group(2)}: not valid TOML: {what} (check the quotes, "
+                f"brackets and commas on line {line}: strings need matching quotes, a backslash inside "
+                f"\"...\" must be doubled or the string written in single quotes, e.g. regex = 'Росатом\\w*')")
+    return (f"{path}: not valid TOML: {msg} (check for an unclosed quote, bracket or table header, "
+            f"e.g. name = \"Росатом\" and [[entities]])")
 
 
 def load_watchlist(path: Path) -> list[EntitySpec]:
@@ -460,13 +494,15 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
     elif not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", url):
         chk.fail("database.url", "must be an sqlite:/// or postgresql:// URL",
                  'url = "sqlite:////var/lib/tgmonitor/tgmonitor.db"')
+    else:
+        register_url_secrets(url)
 
     tg = chk.table(data.get("telegram"), "telegram", {
         "client_factory": 'client_factory = "mypackage.clients:make_client"',
         "proxy": 'proxy = "socks5://user:pass@127.0.0.1:1080"',
         "session_file": 'session_file = "/var/lib/tgmonitor/tgmonitor.session"',
-    })
-    for secret in ("api_id", "api_hash", "session"):
+    }, reported=_SECRET_KEYS)
+    for secret in sorted(_SECRET_KEYS):
         if secret in tg:
             chk.fail(f"telegram.{secret}", "secrets are read only from the environment or .env",
                      f"TG_{secret.upper()}=... in .env")
@@ -482,6 +518,8 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
     if proxy is not None and not re.match(r"^(socks5|socks4|http|mtproxy)://", proxy):
         chk.fail("telegram.proxy", "must start with socks5://, socks4://, http:// or mtproxy://",
                  'proxy = "socks5://user:pass@127.0.0.1:1080"')
+    elif proxy is not None:
+        register_url_secrets(proxy)
     factory = env.get("TGMONITOR_CLIENT_FACTORY") or chk.get(
         tg, "client_factory", "telegram.client_factory", str, None, 'client_factory = "pkg.mod:func"')
     if factory is not None and not re.match(r"^[\w.]+:\w+$", factory):
@@ -500,9 +538,12 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
     base_url = chk.get(w, "base_url", "sources.web.base_url", str, "https://t.me", 'base_url = "https://t.me"')
     if not re.match(r"^https?://[^/]+", base_url):
         chk.fail("sources.web.base_url", "must be an http(s) URL", 'base_url = "https://t.me"')
+    web_proxy = chk.get(w, "proxy", "sources.web.proxy", str, None, 'proxy = "http://127.0.0.1:3128"')
+    if web_proxy is not None:
+        register_url_secrets(web_proxy)
     web = WebSourceSettings(
         base_url=base_url.rstrip("/"),
-        proxy=chk.get(w, "proxy", "sources.web.proxy", str, None, 'proxy = "http://127.0.0.1:3128"'),
+        proxy=web_proxy,
         requests_per_minute=chk.get(w, "requests_per_minute", "sources.web.requests_per_minute", int, 20,
                                     "requests_per_minute = 20", _positive),
     )
@@ -554,7 +595,7 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
                                     lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
     )
 
-    alerts = _alerts(chk, data.get("alerts"), env)
+    alerts = _alerts(chk, data.get("alerts"), env, entities, channels)
 
     mt = chk.table(data.get("metrics"), "metrics", {"listen": 'listen = "127.0.0.1:9108"'})
     listen = chk.get(mt, "listen", "metrics.listen", str, None, 'listen = "127.0.0.1:9108"',
@@ -605,7 +646,8 @@ def _channels(chk: _Checker, raw: Any) -> tuple[ChannelConfig, ...]:
             try:
                 username, cid = parse_channel_ref(u)
             except ValueError as exc:
-                chk.fail(f"{p}.username", str(exc), 'username = "@rian_ru" or "https://t.me/rian_ru"')
+                chk.fail(f"{p}.username", str(exc), "id = 1234567890 in place of username" if str(exc) == INVITE_LINK
+                         else 'username = "@rian_ru" or "https://t.me/rian_ru"')
                 u = None
         raw_id = chk.get(c, "id", f"{p}.id", int, None, _CHANNEL_KEYS["id"])
         if raw_id is not None:
@@ -643,7 +685,52 @@ _ALERT_KEYS = {
 _PLACEHOLDERS = {"entities", "channel", "date", "snippet", "link", "alert_id"}
 
 
-def _alerts(chk: _Checker, raw: Any, env: Mapping[str, str]) -> tuple[AlertDestination, ...]:
+def _close(word: str, choices: Mapping[str, str]) -> str:
+    """`` (did you mean 'X'?)`` for the nearest of ``choices`` (folded form -> shown form), or ``""``."""
+    import difflib
+
+    m = difflib.get_close_matches(word.casefold().strip(), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{choices[m[0]]}'?" if m else ""
+
+
+def _check_routes(chk: _Checker, p: str, wanted_entities: Sequence[str], wanted_channels: Sequence[str],
+                  entities: Sequence[EntitySpec], channels: Sequence[ChannelConfig]) -> None:
+    """Every name in a destination's ``entities`` / ``channels`` must name something configured: an
+    unknown one would silently route nothing there (the same matching rules as the outbox routing)."""
+    known: dict[str, str] = {}
+    for spec in entities:
+        for n in (spec.name, spec.id, *spec.aliases):
+            if n:
+                known.setdefault(n.casefold().strip(), n)
+    for ref in wanted_entities:
+        if ref.casefold().strip() not in known:
+            names = ", ".join(f'"{x.name}"' for x in entities[:5]) or "none"
+            chk.fail(f"{p}.entities", f"{ref!r} is not a configured entity (name, id or alias){_close(ref, known)}; "
+                     f"configured: {names}{' …' if len(entities) > 5 else ''}",
+                     f'entities = ["{entities[0].name}"]' if entities else 'a [[entities]] table with name = "..."')
+    usernames = {c.username for c in channels if c.username}
+    ids = {c.id for c in channels if c.id is not None}
+    shown = {u: f"@{u}" for u in usernames} | {str(i): str(i) for i in ids}
+    for ref in wanted_channels:
+        text = ref.strip()
+        try:
+            u, i = parse_channel_ref(text)
+        except ValueError as exc:
+            if text.startswith("@") or _TME.match(text) or re.fullmatch(r"-?\d+", text):
+                chk.fail(f"{p}.channels", f"{ref!r}: {exc}", 'channels = ["@rian_ru"]')
+            continue  # a channel title ("РИА Новости") is accepted as is: titles come from Telegram
+        if (u is not None and u in usernames) or (i is not None and i in ids):
+            continue
+        key = u if u is not None else str(i)
+        hint = _close(key, shown)
+        if i is not None and not hint and any(c.id is None for c in channels):
+            hint = "; a channel configured by username only is named here by its @username"
+        chk.fail(f"{p}.channels", f"{ref!r} is not a configured channel{hint}",
+                 f'channels = ["{channels[0].key}"]' if channels else '[[channels]] username = "@rian_ru"')
+
+
+def _alerts(chk: _Checker, raw: Any, env: Mapping[str, str], entities: Sequence[EntitySpec] = (),
+            channels: Sequence[ChannelConfig] = ()) -> tuple[AlertDestination, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -653,9 +740,10 @@ def _alerts(chk: _Checker, raw: Any, env: Mapping[str, str]) -> tuple[AlertDesti
     names: set[str] = set()
     for i, a in enumerate(raw):
         p = f"alerts[{i}]"
-        a = chk.table(a, p, _ALERT_KEYS)
-        if not a:
+        if not isinstance(a, dict):
+            chk.table(a, p, _ALERT_KEYS)
             continue
+        a = chk.table(a, p, _ALERT_KEYS)
         name = chk.get(a, "name", f"{p}.name", str, None, _ALERT_KEYS["name"])
         url = chk.get(a, "url", f"{p}.url", str, None, _ALERT_KEYS["url"])
         if not name:
@@ -694,13 +782,17 @@ def _alerts(chk: _Checker, raw: Any, env: Mapping[str, str]) -> tuple[AlertDesti
                              + " ".join("{" + x + "}" for x in sorted(_PLACEHOLDERS)), _ALERT_KEYS[t])
                     v = None
             templates[t] = v
+        want_entities = chk.str_list(a, "entities", f"{p}.entities", _ALERT_KEYS["entities"])
+        want_channels = chk.str_list(a, "channels", f"{p}.channels", _ALERT_KEYS["channels"])
+        _check_routes(chk, p, want_entities, want_channels, entities, channels)
         if not name or not url:
             continue
+        register_url_secrets(url)
         names.add(name)
         out.append(AlertDestination(
             name=name, url=url, format=fmt,
-            entities=chk.str_list(a, "entities", f"{p}.entities", _ALERT_KEYS["entities"]),
-            channels=chk.str_list(a, "channels", f"{p}.channels", _ALERT_KEYS["channels"]),
+            entities=want_entities,
+            channels=want_channels,
             quiet_hours=quiet,
             operator=chk.get(a, "operator", f"{p}.operator", bool, False, "operator = true"),
             title_template=templates["title_template"], body_template=templates["body_template"],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import io
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -303,7 +305,8 @@ async def test_silent_entities_routing_and_operator_destinations(
     everything, gas, ops = sinks(), sinks(), sinks()
     body = (WATCHLIST + dest("all", everything.url) + dest("gas", gas.url, 'entities = ["газпром"]')
             + dest("only_other", everything.url, 'channels = ["@somewhere_else"]')
-            + dest("ops", ops.url, "operator = true"))
+            + dest("ops", ops.url, "operator = true")
+            + '[[channels]]\nusername = "@somewhere_else"\nenabled = false\n')
     settings = make_settings(body, db_url)
     async with open_runtime(settings) as rt:
         ch = await channel(rt, "news_six", 1006)
@@ -348,6 +351,49 @@ async def test_console_destination_prints(
         assert await deliver_due(rt) == 1
     out = capsys.readouterr().out
     assert out.startswith("Росатом — @") and "https://t.me/news_eight/1" in out
+
+
+SECRETS = ("AAFakeBotTokenSECRETxyz", "hunter2pass", "tokEnSecret42", "hooksecret99")
+
+
+@pytest.fixture
+def verbose_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """``-v``: our formatter on the root logger at DEBUG, Apprise's own lines included; the log text."""
+    from monitor.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    monkeypatch.setattr(logging.getLogger("apprise"), "propagate", True)
+    setup_logging("debug", "text", verbose=1)
+    buf = io.StringIO()
+    root.handlers[0].setStream(buf)  # type: ignore[attr-defined]
+    yield buf
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+async def test_failed_deliveries_never_log_a_secret(
+        make_settings: Callable[..., Settings], sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+        verbose_logs: io.StringIO) -> None:
+    import apprise.plugins.telegram as tg
+
+    monkeypatch.setattr(tg.NotifyTelegram, "notify_url", "http://127.0.0.1:9/bot")  # a dead Bot API
+    body = ('[delivery]\nmax_attempts = 1\n\n' + WATCHLIST
+            + dest("bot", "tgram://123456789:AAFakeBotTokenSECRETxyz/-100777")
+            + dest("hook", "json://user:hunter2pass@127.0.0.1:9/x/hooksecret99?token=tokEnSecret42"))
+    settings = make_settings(body, sqlite_url)
+    async with open_runtime(settings) as rt:
+        ch = await channel(rt, "news_nine", 1009)
+        await ingest(rt, ch, [post(1, story(1, ["Росатом"]))])
+        assert await deliver_due(rt) == 0
+        rows = await alerts(rt)
+    assert {r.destination for r in rows if r.status == outbox.FAILED} == {"bot", "hook"}
+    err = verbose_logs.getvalue()
+    assert "alert delivery failed" in err and "api.telegram.org" not in err
+    assert "url=tgram://***" in err and "url=json://127.0.0.1:9/***" in err
+    assert "127.0.0.1:9/bot" in err, "Apprise's own debug lines are logged (and redacted)"
+    leaked = [s for s in (*SECRETS, "123456789:") if s in err or any(s in (r.last_error or "") for r in rows)]
+    assert not leaked, err
 
 
 async def test_claims_expire_after_a_crash(make_settings: Callable[..., Settings], db_url: str) -> None:

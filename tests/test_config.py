@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from monitor.config import ConfigError, load_settings, load_watchlist, parse_channel_ref, to_async_url
+from monitor.config import ConfigError, load_settings, load_watchlist, parse_channel_ref, redact_url, to_async_url
 
 
 def problems(path: Path) -> list[str]:
@@ -137,3 +138,79 @@ def test_watchlist_file_and_ids(tmp_path: Path) -> None:
     p.write_text('[[entities]]\nname = "A"\nid = "x"\n\n[[entities]]\nname = "B"\nid = "x"\n')
     with pytest.raises(ConfigError, match=r"entities\[1\]\.id: 'x' is used by entities\[0\] too"):
         load_watchlist(p)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("tgram://123456789:AAFakeBotTokenSECRETxyz/-100777", "tgram://***"),
+        ("discord://webhook_id/webhook_token", "discord://***"),
+        ("mailto://user:pass@gmail.com", "mailto://***"),
+        ("json://user:pass@127.0.0.1:9/x?token=abc", "json://127.0.0.1:9/***"),
+        ("https://hooks.example.org/in/SECRET", "https://hooks.example.org/***"),
+        ("forms://h.example:8080", "forms://h.example:8080"),
+        ("not a url", "***"),
+    ],
+)
+def test_redact_url_keeps_only_a_webhook_host(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+WATCH = '[[entities]]\nname = "Росатом"\nid = "rosatom"\naliases = ["Rosatom"]\n\n'
+CHANNELS = '[[channels]]\nusername = "@rian_ru"\n\n[[channels]]\nid = -1001234567890\n\n'
+
+
+def test_alert_routes_must_name_configured_entities_and_channels(write_config) -> None:
+    ok = load_settings(write_config(
+        WATCH + CHANNELS + '[[alerts]]\nname = "a"\nurl = "console://"\nentities = ["РОСАТОМ", "rosatom", "rosATOM"]\n'
+        'channels = ["https://t.me/Rian_Ru", "1234567890", "-1001234567890", "РИА Новости"]\n'))
+    assert ok.alerts[0].entities == ("РОСАТОМ", "rosatom", "rosATOM"), "routing values are kept as written"
+    out = problems(write_config(
+        WATCH + CHANNELS + '[[alerts]]\nname = "a"\nurl = "console://"\nentities = ["Росатомм", "Газпром"]\n'
+        'channels = ["@ria_ru", "t.me/rian_ru", "555", "@x"]\n'))
+    text = "\n".join(out)
+    assert ("alerts[0].entities: 'Росатомм' is not a configured entity (name, id or alias); "
+            "did you mean 'Росатом'?") in text
+    assert "alerts[0].entities: 'Газпром' is not a configured entity" in text
+    assert "alerts[0].channels: '@ria_ru' is not a configured channel; did you mean '@rian_ru'?" in text
+    assert "alerts[0].channels: '555' is not a configured channel" in text
+    assert "alerts[0].channels: '@x':" in text
+    assert "t.me/rian_ru" not in text
+    assert len(out) == 5 and all("(for example: " in p for p in out)
+
+
+def test_empty_entity_and_alert_tables_are_reported(write_config) -> None:
+    out = problems(write_config('[[entities]]\n# name = "Росатом"\n\n[[alerts]]\n# name = "x"\n# url = "console://"\n'))
+    text = "\n".join(out)
+    assert "entities[0].name: is required" in text
+    assert "alerts[0].name: is required" in text and "alerts[0].url: is required" in text
+
+
+def test_secret_key_in_file_reported_once(write_config) -> None:
+    out = problems(write_config('[telegram]\napi_hash = "abc"\napi_id = 1\nsession = "1A"\n'))
+    assert len(out) == 3 and all("secrets are read only from the environment" in p for p in out), out
+    assert not any("unknown key" in p for p in out)
+
+
+def test_fix_hints_are_right(write_config) -> None:
+    out = problems(write_config('[[entities]]\nname = "Росатом"\nregex = "(unclosed"\n'))
+    example = out[0].split("(for example: ", 1)[1].removesuffix(")")
+    assert tomllib.loads(example)["regex"], "the regex example is valid TOML when copied"
+    out = problems(write_config('[schedule]\ninterval = 300\njitter = 0,1\n'))
+    assert len(out) == 1 and ": line 3, column 11: not valid TOML: " in out[0] and "interval = 300" not in out[0]
+    assert "quotes, brackets and commas on line 3" in out[0]
+    out = problems(write_config('[schedule]\njitter = [0.1\n'))
+    assert "not valid TOML: Unclosed array" in out[0] and "interval = 300" not in out[0]
+    for link in ("https://t.me/+AbCdEf123", "t.me/joinchat/AbCdEf123"):
+        out = problems(write_config(f'[[channels]]\nusername = "{link}"\n'))
+        assert "private invite link" in out[0] and "numeric id" in out[0] and "id = 1234567890" in out[0]
+
+
+def test_example_database_defaults_to_the_data_dir(monkeypatch: pytest.MonkeyPatch, write_config) -> None:
+    monkeypatch.setenv("TG_ALERT_URL", "tgram://123456:ABCDEF/42")
+    monkeypatch.delenv("TGMONITOR_DATABASE_URL", raising=False)
+    example = Path(__file__).parents[1] / "deploy" / "tgmonitor.example.toml"
+    path = write_config(example.read_text(encoding="utf-8").replace('[database]\n', '[database]\n', 1))
+    s = load_settings(path)
+    assert tomllib.loads(example.read_text(encoding="utf-8")).get("database", {}).get("url") is None
+    assert s.database.url == f"sqlite+aiosqlite:///{s.data_dir / 'tgmonitor.db'}"
