@@ -326,7 +326,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
     periods = [date(2025, 1, 1) + timedelta(days=i) for i in range(90)]
     entities = [archive.EntityStats(f"Entity {k}", f"e{k}", 0, [(i * (k + 1)) % 7 for i in range(90)], [])
-                for k in range(10)]  # more than MAX_LINES: the rest become one "others" line
+                for k in range(10)]  # more than MAX_LINES: the rest are named in a note, not summed
     st = archive.Stats(by="day", periods=periods, entities=entities)
     out = plot_stats(st, tmp_path / "out" / "mentions.png")
     w, h = png_size(out)
@@ -336,3 +336,24 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert pixels.std() > 0.01  # something was drawn
     empty = plot_stats(archive.Stats(by="day", periods=[]), tmp_path / "empty.png")
     assert png_size(empty)[0] > 0
+    # one period: bars, not a column of dots; still a readable PNG
+    one = archive.Stats(by="month", periods=[date(2025, 3, 1)],
+                        entities=[archive.EntityStats(f"E{k}", f"e{k}", 5 - k, [5 - k], []) for k in range(5)])
+    pixels = image.imread(plot_stats(one, tmp_path / "one.png"))
+    assert pixels.std() > 0.01
+
+
+def test_plot_groups_identical_series_and_ticks_dates_only() -> None:
+    pytest.importorskip("matplotlib")
+    from monitor.plots import _groups, _tick
+
+    same = [1, 0, 1]
+    ents = [archive.EntityStats("A", "a", 3, [2, 0, 1], []), archive.EntityStats("B", "b", 2, same, []),
+            archive.EntityStats("C", "c", 2, list(same), [])]
+    groups = _groups(ents)
+    assert [g.names for g in groups] == [["A"], ["B", "C"]]
+    assert groups[1].label() == "B, C (2 each, same counts)"  # both named: neither hides behind the other
+    assert _tick(date(2025, 3, 5), "day", first=True) == "5 Mar 2025" and _tick(date(2025, 3, 5), "week",
+                                                                                first=False) == "5 Mar"
+    assert _tick(date(2025, 3, 1), "month", first=False) == "Mar" and _tick(date(2026, 1, 1), "month",
+                                                                            first=False) == "Jan 2026"
