@@ -14,7 +14,8 @@ messages.GetDialogs, updates.GetState, users.GetUsers, and auth.SendCode/auth.Si
 Use in-process: ``server = FakeTelegram(); client = fake_client(server)``. From a ``tgmonitor`` subprocess:
 ``client_factory = "fake_telegram:make_client"`` with this folder on PYTHONPATH and ``FAKE_TG_SPEC`` naming
 a JSON file ``{"channels": [{"id", "username", "title", "posts", "joined", "private"}], "revoked",
-"delay", "unreachable", "unreachable_while"}``; ``FAKE_TG_LOG`` names a file that gets one line per request (name and paging arguments).
+"delay", "unreachable", "unreachable_while"}``; ``FAKE_TG_LOG`` names a file that gets one line per request
+(name and paging arguments).
 """
 
 from __future__ import annotations

@@ -361,7 +361,7 @@ async def test_unreachable_telegram_is_an_operational_error_and_the_next_poll_re
     ch.post("b")
     env.server.unreachable = failure
     # at connect (a fresh jobs object) and mid-poll (an open one): never an EOFError, never a per-channel error
-    with pytest.raises(TelegramUnreachable, match="cannot reach Telegram: .*set \\[telegram\\] proxy") as ei:
+    with pytest.raises(TelegramUnreachable, match=r"cannot reach Telegram: .*set \[telegram\] proxy") as ei:
         await env.poll([cfg("net_chan")])
     assert not isinstance(ei.value, EOFError | OSError) and failure in ei.value.reason
     env.server.unreachable = None
