@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import fulltext, rollup
@@ -373,16 +373,15 @@ class Store:
 
 
 async def _find_channel(s: AsyncSession, username: str | None, tg_id: int | None) -> m.Channel | None:
-    conds = []
+    """By Telegram id first (ids survive renames), else by username."""
     if tg_id is not None:
         row = (await s.execute(select(m.Channel).where(m.Channel.tg_id == tg_id))).scalar_one_or_none()
         if row is not None:
             return row
-    if username:
-        conds.append(m.Channel.username == username.lower().lstrip("@"))
-    if not conds:
+    if not username:
         return None
-    return (await s.execute(select(m.Channel).where(or_(*conds)))).scalar_one_or_none()
+    name = username.lower().lstrip("@")
+    return (await s.execute(select(m.Channel).where(m.Channel.username == name))).scalar_one_or_none()
 
 
 def _is_sqlite(s: AsyncSession) -> bool:
