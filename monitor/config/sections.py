@@ -1,0 +1,174 @@
+"""Readers of the single ``[table]`` sections: one function per table, each checks its keys (unknown keys are
+errors) and returns its settings value. A new key of an existing table goes into that table's function here
+(allowed keys with an example, and a ``chk.get``) and into its dataclass in :mod:`monitor.config.settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from monitor.config.env import credential
+from monitor.config.errors import Checker, fraction, positive
+from monitor.config.settings import (
+    DeliverySettings,
+    LoggingSettings,
+    MatchingSettings,
+    MetricsSettings,
+    ScheduleSettings,
+    TelegramSettings,
+    WebSourceSettings,
+)
+from monitor.logs import register_url_secrets
+
+SQLITE_NAME = "tgmonitor.db"
+_SECRET_KEYS = frozenset({"api_id", "api_hash", "session"})
+
+
+def read_database(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str], data_dir: Path) -> str:
+    """``[database] url`` (``TGMONITOR_DATABASE_URL`` wins), as written: the caller makes it async."""
+    db = chk.table(data.get("database"), "database", {"url": 'url = "sqlite:///data/tgmonitor.db"'})
+    url = chk.get(db, "url", "database.url", str, None, 'url = "postgresql://user@127.0.0.1/tgmonitor"')
+    if env.get("TGMONITOR_DATABASE_URL"):
+        url = env["TGMONITOR_DATABASE_URL"]
+    if url is None:
+        url = f"sqlite:///{data_dir / SQLITE_NAME}"
+    elif not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", url):
+        chk.fail("database.url", "must be an sqlite:/// or postgresql:// URL",
+                 'url = "sqlite:////var/lib/tgmonitor/tgmonitor.db"')
+    else:
+        register_url_secrets(url)
+    return str(url)
+
+
+def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str], data_dir: Path) -> TelegramSettings:
+    """``[telegram]``; the API id, hash and session come only from the environment, ``.env`` or credentials."""
+    tg = chk.table(data.get("telegram"), "telegram", {
+        "client_factory": 'client_factory = "mypackage.clients:make_client"',
+        "proxy": 'proxy = "socks5://user:pass@127.0.0.1:1080"',
+        "session_file": 'session_file = "/var/lib/tgmonitor/tgmonitor.session"',
+    }, reported=_SECRET_KEYS)
+    for secret in sorted(_SECRET_KEYS):
+        if secret in tg:
+            chk.fail(f"telegram.{secret}", "secrets are read only from the environment or .env",
+                     f"TG_{secret.upper()}=... in .env")
+    api_id_raw = env.get("TG_API_ID")
+    api_id: int | None = None
+    if api_id_raw:
+        if api_id_raw.strip().isdigit():
+            api_id = int(api_id_raw)
+        else:
+            chk.problems.append("environment: TG_API_ID must be a number (for example: TG_API_ID=1234567)")
+    session_file = chk.get(tg, "session_file", "telegram.session_file", str, None, "session_file = \"x\"")
+    proxy = chk.get(tg, "proxy", "telegram.proxy", str, None, 'proxy = "socks5://127.0.0.1:1080"')
+    if proxy is not None and not re.match(r"^(socks5|socks4|http|mtproxy)://", proxy):
+        chk.fail("telegram.proxy", "must start with socks5://, socks4://, http:// or mtproxy://",
+                 'proxy = "socks5://user:pass@127.0.0.1:1080"')
+    elif proxy is not None:
+        register_url_secrets(proxy)
+    factory = env.get("TGMONITOR_CLIENT_FACTORY") or chk.get(
+        tg, "client_factory", "telegram.client_factory", str, None, 'client_factory = "pkg.mod:func"')
+    if factory is not None and not re.match(r"^[\w.]+:\w+$", factory):
+        chk.fail("telegram.client_factory", "must be module:function", 'client_factory = "pkg.mod:make"')
+    return TelegramSettings(
+        api_id=api_id, api_hash=env.get("TG_API_HASH") or credential(env, "tg_api_hash"),
+        session=env.get("TG_SESSION") or credential(env, "tg_session"),
+        session_file=Path(session_file).expanduser() if session_file else data_dir / "tgmonitor.session",
+        client_factory=factory, proxy=proxy,
+    )
+
+
+def read_web(chk: Checker, data: Mapping[str, Any]) -> WebSourceSettings:
+    """``[sources.web]``: the public t.me/s/ preview source."""
+    sources = chk.table(data.get("sources"), "sources", {"web": "[sources.web]"})
+    w = chk.table(sources.get("web"), "sources.web", {
+        "base_url": 'base_url = "https://t.me"', "proxy": 'proxy = "http://127.0.0.1:3128"',
+        "requests_per_minute": "requests_per_minute = 20"})
+    base_url = chk.get(w, "base_url", "sources.web.base_url", str, "https://t.me", 'base_url = "https://t.me"')
+    if not re.match(r"^https?://[^/]+", base_url):
+        chk.fail("sources.web.base_url", "must be an http(s) URL", 'base_url = "https://t.me"')
+    web_proxy = chk.get(w, "proxy", "sources.web.proxy", str, None, 'proxy = "http://127.0.0.1:3128"')
+    if web_proxy is not None:
+        register_url_secrets(web_proxy)
+    return WebSourceSettings(
+        base_url=base_url.rstrip("/"),
+        proxy=web_proxy,
+        requests_per_minute=chk.get(w, "requests_per_minute", "sources.web.requests_per_minute", int, 20,
+                                    "requests_per_minute = 20", positive),
+    )
+
+
+def read_schedule(chk: Checker, data: Mapping[str, Any]) -> ScheduleSettings:
+    """``[schedule]``: poll intervals, jitter, the request budget, re-reads and leases."""
+    s = chk.table(data.get("schedule"), "schedule", {
+        "interval": "interval = 300", "jitter": "jitter = 0.1", "requests_per_minute": "requests_per_minute = 20",
+        "reread_hours": "reread_hours = 48", "reread_every": "reread_every = 10",
+        "lease_seconds": "lease_seconds = 60"})
+    return ScheduleSettings(
+        interval=chk.get(s, "interval", "schedule.interval", int, 300, "interval = 300", positive),
+        jitter=chk.get(s, "jitter", "schedule.jitter", float, 0.1, "jitter = 0.1", fraction),
+        requests_per_minute=chk.get(s, "requests_per_minute", "schedule.requests_per_minute", int, 20,
+                                    "requests_per_minute = 20", positive),
+        reread_hours=chk.get(s, "reread_hours", "schedule.reread_hours", int, 48, "reread_hours = 48",
+                             lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
+        reread_every=chk.get(s, "reread_every", "schedule.reread_every", int, 10, "reread_every = 10", positive),
+        lease_seconds=chk.get(s, "lease_seconds", "schedule.lease_seconds", int, 60, "lease_seconds = 60",
+                              lambda v: None if v >= 3 else f"must be at least 3 seconds, not {v}"),
+    )
+
+
+def read_matching(chk: Checker, data: Mapping[str, Any]) -> MatchingSettings:
+    """``[matching]``."""
+    m = chk.table(data.get("matching"), "matching", {"match_link_previews": "match_link_previews = true"})
+    return MatchingSettings(match_link_previews=chk.get(
+        m, "match_link_previews", "matching.match_link_previews", bool, False, "match_link_previews = true"))
+
+
+def read_delivery(chk: Checker, data: Mapping[str, Any]) -> DeliverySettings:
+    """``[delivery]``: time zone, rate limits, retries, forwards and reposts."""
+    d = chk.table(data.get("delivery"), "delivery", {
+        "timezone": 'timezone = "Asia/Almaty"', "rate_limit_per_minute": "rate_limit_per_minute = 20",
+        "max_attempts": "max_attempts = 8", "alert_on_forwards": "alert_on_forwards = true",
+        "repost_window_hours": "repost_window_hours = 24"})
+
+    def _tz(v: str) -> str | None:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"{v!r} is not a known time zone"
+        return None
+
+    return DeliverySettings(
+        timezone=chk.get(d, "timezone", "delivery.timezone", str, "UTC", 'timezone = "Asia/Almaty"', _tz),
+        rate_limit_per_minute=chk.get(d, "rate_limit_per_minute", "delivery.rate_limit_per_minute", int, 20,
+                                      "rate_limit_per_minute = 20", positive),
+        max_attempts=chk.get(d, "max_attempts", "delivery.max_attempts", int, 8, "max_attempts = 8", positive),
+        alert_on_forwards=chk.get(d, "alert_on_forwards", "delivery.alert_on_forwards", bool, False,
+                                  "alert_on_forwards = true"),
+        repost_window_hours=chk.get(d, "repost_window_hours", "delivery.repost_window_hours", int, 24,
+                                    "repost_window_hours = 24",
+                                    lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
+    )
+
+
+def read_metrics(chk: Checker, data: Mapping[str, Any]) -> MetricsSettings:
+    """``[metrics]``: the Prometheus endpoint."""
+    mt = chk.table(data.get("metrics"), "metrics", {"listen": 'listen = "127.0.0.1:9108"'})
+    listen = chk.get(mt, "listen", "metrics.listen", str, None, 'listen = "127.0.0.1:9108"',
+                     lambda v: None if re.match(r"^[\w.\-\[\]:]+:\d+$", v) else "must be host:port")
+    return MetricsSettings(listen=listen)
+
+
+def read_logging(chk: Checker, data: Mapping[str, Any]) -> LoggingSettings:
+    """``[logging]``."""
+    lg = chk.table(data.get("logging"), "logging", {"format": 'format = "json"', "level": 'level = "info"'})
+    return LoggingSettings(
+        format=chk.get(lg, "format", "logging.format", str, "text", 'format = "json"',
+                       lambda v: None if v in ("text", "json") else f"must be text or json, not {v!r}"),
+        level=chk.get(lg, "level", "logging.level", str, "info", 'level = "info"',
+                      lambda v: None if v.lower() in ("debug", "info", "warning", "error")
+                      else f"must be debug, info, warning or error, not {v!r}"),
+    )
