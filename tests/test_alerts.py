@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import io
+import itertools
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ from monitor.posts import ForwardOrigin, Post
 from monitor.runtime import Runtime, open_runtime
 
 WJ = "\u2060"
+CODE_RE = r"#([a-z][0-9a-z]{6})\b"  # an alert's code: 7 Crockford base-32 characters, a letter first
 ENTITIES = ["Росатом", "УКТМК", "Газпром", "Казатомпром", "Сбербанк"]
 WATCHLIST = ("".join(f'[[entities]]\nname = "{e}"\n\n' for e in ENTITIES)
              + '[[entities]]\nname = "Тишина"\nsilent = true\n\n')
@@ -71,7 +73,7 @@ class Sink:
         return [(b.get("title", "") + "\n" + b.get("message", "")).replace(WJ, "") for b in self.bodies]
 
     def codes(self) -> list[str]:
-        return [c for t in self.texts() for c in re.findall(r"#([0-9a-f]{6})\b", t)]
+        return [c for t in self.texts() for c in re.findall(CODE_RE, t)]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -455,3 +457,64 @@ def test_alerts_list_and_retry(write_config: Callable[..., Path], sqlite_url: st
     assert _cli(cfg, "alerts", "retry", "zzzzzz").exit_code == 2
     assert _cli(cfg, "alerts", "retry").exit_code == 2
 
+
+
+# --------------------------------------------------------------------------- alert codes
+
+
+def test_codes_are_unique_short_and_never_look_like_old_codes_or_ids() -> None:
+    codes = [outbox.code_for_id(i) for i in range(300_000)]
+    assert len(set(codes)) == len(codes)  # the hashed 24-bit codes collided after ~2,400 alerts
+    assert all(re.fullmatch(r"[a-hjkmnp-s][0-9a-hjkmnp-tv-z]{6}", c) for c in codes)
+    # the permutation reaches the top of its 34-bit range and stays a bijection there
+    top = [outbox.code_for_id(i) for i in range((1 << 34) - 100_000, 1 << 34)]
+    assert len(set(top)) == len(top) and not set(top) & set(codes)
+    assert outbox.code_for_id(1 << 34).startswith("z") and len(outbox.code_for_id(1 << 34)) == 8
+    # neighbouring ids give unrelated codes: a typo of one code does not name the next alert
+    assert sum(a[:4] == b[:4] for a, b in itertools.pairwise(codes)) < 100
+    assert outbox.code_for_id(17) == outbox.code_for_id(17)  # stable
+
+
+async def test_every_alert_gets_a_unique_code_from_its_row(
+        make_settings: Callable[..., Settings], db_url: str) -> None:
+    settings = make_settings(WATCHLIST + dest("a", "console://") + dest("b", "console://")
+                             + dest("ops", "console://", "operator = true"), db_url)
+    async with open_runtime(settings) as rt:
+        ch = await channel(rt, "news_codes", 1077)
+        # 1,500 posts x 2 destinations: more alerts than the old codes survived without a collision
+        await ingest(rt, ch, [post(i, story(i, [ENTITIES[i % 5]])) for i in range(1, 1501)])
+        added = await outbox.enqueue_operator_alert(rt.engine, settings, title="t", body="b", key="k1")
+        assert added == 1
+        assert await outbox.enqueue_operator_alert(rt.engine, settings, title="t", body="b", key="k1") == 0
+        rows = await alerts(rt)
+    assert len(rows) == 3001
+    assert all(r.code == outbox.code_for_id(r.id) for r in rows)
+    assert len({r.code for r in rows}) == len(rows)
+
+
+def test_old_codes_keep_working_and_a_shared_old_code_asks_for_the_id(
+        write_config: Callable[..., Path], sqlite_url: str) -> None:
+    cfg = write_config('[delivery]\nmax_attempts = 1\n\n' + WATCHLIST + dest("dead", "json://127.0.0.1:9/x"),
+                       sqlite_url)
+
+    async def setup() -> list[m.Alert]:
+        from monitor.config import load_settings
+
+        async with open_runtime(load_settings(cfg)) as rt:
+            ch = await channel(rt, "news_old", 1078)
+            await ingest(rt, ch, [post(1, "Росатом"), post(2, "УКТМК"), post(3, "Газпром")])
+            await deliver_due(rt)
+            async with sessionmaker(rt.engine).begin() as s:  # rows made by an older version: hashed codes
+                rows = list((await s.execute(select(m.Alert).order_by(m.Alert.id))).scalars())
+                rows[0].code, rows[1].code, rows[2].code = "a1b2c3", "0f0f0f", "0f0f0f"
+            return await alerts(rt)
+
+    rows = asyncio.run(setup())
+    assert [r.status for r in rows] == ["failed"] * 3
+    res = _cli(cfg, "alerts", "retry", "#a1b2c3")
+    assert res.exit_code == 0 and "1 alert(s) due again" in res.output, res.output
+    res = _cli(cfg, "alerts", "retry", "0f0f0f")
+    assert res.exit_code == 2 and f"ids {rows[1].id}, {rows[2].id}" in res.output, res.output
+    assert "failed" in _cli(cfg, "alerts", "list", "--status", "failed").output  # nothing retried
+    res = _cli(cfg, "alerts", "retry", str(rows[2].id))
+    assert res.exit_code == 0 and "1 alert(s) due again" in res.output

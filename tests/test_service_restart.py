@@ -15,7 +15,7 @@ from tests.tme_server import Sink, wait_for
 
 def codes(sink: Sink) -> set[str]:
     """The distinct alert ids (#a1b2c3) the sink received."""
-    return {m for t in sink.texts() for m in re.findall(r"#([0-9a-f]{6})\b", t)}
+    return {m for t in sink.texts() for m in re.findall(r"#([a-z][0-9a-z]{6})\b", t)}
 
 
 def test_sigkill_and_restart_lose_and_repeat_nothing(tmp_path: Path, servers, procs) -> None:

@@ -39,9 +39,59 @@ BACKOFF_BASE = 30.0  # seconds before the first retry; doubles each attempt
 BACKOFF_CAP = 6 * 3600.0
 
 
-def alert_code(dedupe_key: str) -> str:
-    """A short stable id (``a1b2c3``) people and webhook receivers can de-duplicate on."""
-    return hashlib.sha1(dedupe_key.encode()).hexdigest()[:6]
+# Alert codes. Receivers de-duplicate on them, so two alerts must never share one. Until December 2026
+# a code was 6 hex digits of a hash of the row's dedupe key (24 bits): two alerts shared a code after
+# ~2,400 alerts. Now a code is the row's id (unique in the database) passed through a fixed 34-bit
+# permutation, written as 7 Crockford base-32 characters whose first is a letter. Unique by
+# construction (no retry, no race between processes); stable (computed once, stored); never equal to
+# an old 6-character code, so old codes keep naming their rows; never all digits, so ``alerts retry
+# 1234567`` cannot mean both an id and a code. The permutation only makes neighbouring alerts look
+# unrelated (a typo names no other alert, codes do not read as a counter); it is not a secret.
+_B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford: no i, l, o, u (nothing to misread)
+_CODE_BITS = 34  # 4 bits in the leading letter, 5 in each of the 6 others: 17 billion alerts
+_HALF = _CODE_BITS // 2
+_HALF_MASK = (1 << _HALF) - 1
+_ROUND_KEYS = (0x5BD1E995, 0x1B873593, 0x2C1B3C6D, 0x297A2D39)  # fixed forever: codes are stored, not recomputed
+PENDING_CODE = ""  # a new row's code until the row has its id (set in the same transaction)
+
+
+def _permute(n: int) -> int:
+    """A bijection of [0, 2**34): a four-round Feistel network over two 17-bit halves."""
+    left, right = n >> _HALF, n & _HALF_MASK
+    for key in _ROUND_KEYS:
+        mixed = ((right * 0x9E3779B1) ^ key) & 0xFFFFFFFF
+        mixed = (mixed ^ (mixed >> 15)) * 0x85EBCA6B & 0xFFFFFFFF
+        left, right = right, left ^ ((mixed ^ (mixed >> 13)) & _HALF_MASK)
+    return (left << _HALF) | right
+
+
+def code_for_id(alert_id: int) -> str:
+    """The short code (``k3x9d2m``) of the alert with row id ``alert_id``: unique, stable, 7 characters.
+
+    Past 2**34 rows the code grows (``z`` + the id in base 32): still unique, just longer."""
+    if alert_id < 0:
+        raise ValueError("an alert id is never negative")
+    if alert_id >= 1 << _CODE_BITS:
+        digits = ""
+        n = alert_id
+        while n:
+            n, r = divmod(n, 32)
+            digits = _B32[r] + digits
+        return "z" + digits
+    v = _permute(alert_id)
+    tail = ""
+    for _ in range(6):
+        v, r = divmod(v, 32)
+        tail = _B32[r] + tail
+    return _B32[10 + v] + tail  # v < 16 here: one of the 16 letters a … s
+
+
+async def _assign_codes(session: AsyncSession, alerts: Iterable[m.Alert]) -> None:
+    """Give freshly flushed alerts (they have ids now) their codes, in the caller's transaction."""
+    for a in alerts:
+        if a.code == PENDING_CODE:
+            a.code = code_for_id(a.id)
+    await session.flush()
 
 
 def _digest(*parts: object) -> str:
@@ -168,7 +218,9 @@ class OutboxPlanner:
                     created += alert.status == PENDING
                     priors.append(_Prior(alert, sp.post_id, sp.post.date, channel.id, _fwd_pair(sp),
                                          (channel.tg_id, msg), sp.text_hash))
-        await session.flush()  # the new alerts get their ids
+        fresh = [o for o in session.new if isinstance(o, m.Alert)]
+        await session.flush()  # the new alerts get their ids, and from them their codes
+        await _assign_codes(session, fresh)
         rows = [{"destination": dn, "channel_id": channel.id, "message_id": msg, "entity_id": e, "alert_id": a.id}
                 for a, dn, msg, e in links]
         for i in range(0, len(rows), 1000):
@@ -233,7 +285,7 @@ class OutboxPlanner:
             if alert.status == SENT:
                 # already delivered: a follow-up line rides on the next message to this destination
                 key = f"f:{alert.id}:{channel.id}:{sp.post.message_id}"
-                s.add(m.Alert(dedupe_key=key, code=alert_code(key), destination=alert.destination, kind=FOLLOWUP,
+                s.add(m.Alert(dedupe_key=key, code=PENDING_CODE, destination=alert.destination, kind=FOLLOWUP,
                               post_id=sp.post_id, entity_ids=covered, also_in=[label], title=alert.code,
                               status=PENDING, attempts=0, next_attempt_at=utcnow(), created_at=utcnow()))
         return covered, extra
@@ -242,7 +294,7 @@ class OutboxPlanner:
         loud = [e for e in ents if e not in self.silent]
         key = f"m:{channel.id}:{sp.post.message_id}:{_digest(dest_name, sorted(ents))[:20]}"
         t = utcnow()
-        return m.Alert(dedupe_key=key, code=alert_code(key), destination=dest_name, kind=MATCH, post_id=sp.post_id,
+        return m.Alert(dedupe_key=key, code=PENDING_CODE, destination=dest_name, kind=MATCH, post_id=sp.post_id,
                        entity_ids=loud or ents, also_in=[], status=PENDING if loud else SILENT, attempts=0,
                        next_attempt_at=t, created_at=t)
 
@@ -282,12 +334,16 @@ async def _enqueue_operator(s: AsyncSession, dests: list[AlertDestination], titl
     rows = []
     for d in dests:
         dk = f"op:{_digest(d.name, key)[:32]}"
-        rows.append({"dedupe_key": dk, "code": alert_code(dk), "destination": d.name, "kind": OPERATOR,
+        rows.append({"dedupe_key": dk, "code": PENDING_CODE, "destination": d.name, "kind": OPERATOR,
                      "entity_ids": [], "also_in": [], "title": title, "body": body, "status": PENDING,
                      "attempts": 0, "next_attempt_at": t, "created_at": t})
     ins = (postgresql.insert(m.Alert) if s.bind.dialect.name == "postgresql" else sqlite.insert(m.Alert))
-    res = await s.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    return int(res.rowcount or 0)
+    res = await s.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+                          .returning(m.Alert.id))
+    ids = [int(i) for i in res.scalars()]  # only the rows inserted now (a repeated key returns nothing)
+    for i in ids:
+        await s.execute(update(m.Alert).where(m.Alert.id == i).values(code=code_for_id(i)))
+    return len(ids)
 
 
 # --------------------------------------------------------------------------- claim / mark / retry
@@ -390,7 +446,8 @@ async def sent_messages_since(engine: AsyncEngine, destination: str, since: date
 
 
 async def retry_alerts(engine: AsyncEngine, *, ref: str | None = None, failed: bool = False) -> list[m.Alert]:
-    """Make alerts due again now: one by id or code (``17``, ``a1b2c3``, ``#a1b2c3``), or every failed one.
+    """Make alerts due again now: one by id or code (``17``, ``k3x9d2m``, ``#k3x9d2m``, an old ``a1b2c3``),
+    or every failed one.
 
     A sent alert is left alone (it reached its destination). Returns the rows made due."""
     async with sessionmaker(engine).begin() as s:
@@ -414,7 +471,7 @@ async def find_alerts(engine: AsyncEngine, ref: str) -> list[m.Alert]:
 
 
 def _ref_filter(ref: str) -> Any:
-    """``17`` (an id, or a code made of digits), ``a1b2c3`` or ``#a1b2c3``."""
+    """``17`` (an id, or an old code made of digits), ``k3x9d2m``, ``#k3x9d2m`` or an old ``a1b2c3``."""
     r = ref.strip().lstrip("#").lower()
     return or_(m.Alert.code == r, m.Alert.id == int(r)) if r.isdigit() and len(r) < 18 else m.Alert.code == r
 

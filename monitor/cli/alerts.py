@@ -126,7 +126,7 @@ def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
     \b
     Examples:
       tgmonitor alerts retry 42
-      tgmonitor alerts retry a1b2c3
+      tgmonitor alerts retry k3x9d2m
       tgmonitor alerts retry --failed
     """
     if (ref is None) == (not all_failed):
@@ -136,11 +136,17 @@ def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
     async def go() -> tuple[list[Alert], list[Alert]]:
         async with open_runtime(s) as rt:
             found = await outbox.find_alerts(rt.engine, ref) if ref is not None else []
+            if len(found) > 1:  # an old 6-character code two alerts share, or an id that is also a code
+                return [], found
             return list(await outbox.retry_alerts(rt.engine, ref=ref, failed=all_failed)), list(found)
 
     rows, found = run(go())
     if ref is not None and not found:
         fail(f"no alert with id or code {ref!r} (see tgmonitor alerts list)", EXIT_USAGE)
+    if len(found) > 1:
+        ids = ", ".join(str(a.id) for a in sorted(found, key=lambda a: a.id))
+        fail(f"{ref!r} names {len(found)} alerts (ids {ids}; codes made before 7-character codes could repeat): "
+             f"retry one by its id, e.g. tgmonitor alerts retry {min(a.id for a in found)}", EXIT_USAGE)
     if ref is not None and not rows:
         fail(f"alert {ref} is {found[0].status}; only failed or pending alerts can be retried", EXIT_FAILURE)
     click.echo(f"{len(rows)} alert(s) due again")
