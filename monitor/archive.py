@@ -7,13 +7,16 @@ indexes. Only the current version of a post and its matches are read.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, and_, cast, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, literal_column, or_, select
 from sqlalchemy import table as sa_table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -172,6 +175,12 @@ class Mention:
     start: int
     end: int
     text: str  # the text the offsets point into (the post, or its link preview for a preview match)
+    post_id: int = 0  # the post's row id: with date, message id, start and entity, the feed's keyset
+
+    @property
+    def key(self) -> MentionKey:
+        """Where this mention sits in the feed's order: pass it as ``iter_mentions(before=...)`` for the next page."""
+        return (self.date, self.message_id, self.post_id, self.start, self.entity_id)
 
     @property
     def snippet(self) -> str:
@@ -183,6 +192,29 @@ class Mention:
                 "entity": self.entity, "surface": self.surface, "link": self.link, "snippet": self.snippet}
 
 
+MentionKey = tuple[datetime, int, int, int, str]  # date, message id, post row id, start, entity id
+
+
+def _after_key(k: MentionKey) -> ColumnElement[bool]:
+    """Rows after ``k`` in the feed's order (date, message id and post id descending; start, entity ascending).
+
+    The leading ``date <= d`` lets the date index do the work; the OR only sorts out the ties."""
+    d, mid, pid, start, eid = k
+    return and_(m.Post.date <= d, or_(
+        m.Post.date < d,
+        and_(m.Post.date == d, m.Post.message_id < mid),
+        and_(m.Post.date == d, m.Post.message_id == mid, m.Post.id < pid),
+        and_(m.Post.id == pid, m.Match.start > start),
+        and_(m.Post.id == pid, m.Match.start == start, m.Match.entity_id > eid)))
+
+
+def _mentions_where(r: ResolvedFilters) -> list[ColumnElement[bool]]:
+    conds = [m.Match.version == m.Post.version, *post_conditions(r)]
+    if r.entity_ids is not None:
+        conds.append(m.Match.entity_id.in_(r.entity_ids))
+    return conds
+
+
 async def iter_mentions(
     engine: AsyncEngine,
     *,
@@ -191,22 +223,27 @@ async def iter_mentions(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
+    before: MentionKey | None = None,
 ) -> AsyncIterator[Mention]:
-    """Stored matches of the posts' current versions, newest first (raises ArchiveError on a bad filter)."""
+    """Stored matches of the posts' current versions, newest first (raises ArchiveError on a bad filter).
+
+    ``before``: the ``key`` of the last mention of the previous page; the page starts after it (keyset
+    paging: as fast on page 1,000 as on page 1)."""
     async with engine.connect() as conn:
         r = await resolve_filters(conn, Filters(entities, channels, since, until))
         q = (
             select(m.Match.surface, m.Match.start, m.Match.end, m.Match.in_preview, m.Entity.name, m.Entity.id,
-                   m.Post.message_id, m.Post.date, m.Post.text, m.Post.link_preview, m.Channel.username,
-                   m.Channel.title, m.Channel.tg_id)
+                   m.Post.id.label("post_id"), m.Post.message_id, m.Post.date, m.Post.text, m.Post.link_preview,
+                   m.Channel.username, m.Channel.title, m.Channel.tg_id)
             .join(m.Post, m.Post.id == m.Match.post_id)
             .join(m.Channel, m.Channel.id == m.Post.channel_id)
             .join(m.Entity, m.Entity.id == m.Match.entity_id)
-            .where(m.Match.version == m.Post.version, *post_conditions(r))
-            .order_by(m.Post.date.desc(), m.Post.message_id.desc(), m.Match.start)
+            .where(*_mentions_where(r))
+            .order_by(m.Post.date.desc(), m.Post.message_id.desc(), m.Post.id.desc(), m.Match.start,
+                      m.Match.entity_id)
         )
-        if r.entity_ids is not None:
-            q = q.where(m.Match.entity_id.in_(r.entity_ids))
+        if before is not None:
+            q = q.where(_after_key(before))
         if limit is not None:
             q = q.limit(limit)
         result = await conn.stream(q.execution_options(yield_per=1000))  # batched: fewer thread hops
@@ -215,8 +252,17 @@ async def iter_mentions(
                 channel=channel_label(row.username, row.title, row.tg_id), message_id=row.message_id,
                 date=row.date, entity=row.name, entity_id=row.id, surface=row.surface,
                 link=message_link(row.username, row.tg_id, row.message_id), start=row.start, end=row.end,
-                text=(row.link_preview or "") if row.in_preview else row.text,
+                text=(row.link_preview or "") if row.in_preview else row.text, post_id=row.post_id,
             )
+
+
+async def count_mentions(engine: AsyncEngine, filters: Filters = Filters()) -> int:
+    """How many mentions ``iter_mentions`` would yield for these filters (the total a page shows)."""
+    async with engine.connect() as conn:
+        r = await resolve_filters(conn, filters)
+        q = (select(func.count()).select_from(m.Match).join(m.Post, m.Post.id == m.Match.post_id)
+             .where(*_mentions_where(r)))
+        return int((await conn.execute(q)).scalar_one())
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -232,6 +278,7 @@ class SearchHit:
     rank: float
     snippet: str
     link: str
+    text: str = ""  # the whole post, for callers that mark the words their own way (the dashboard)
 
     def as_dict(self) -> dict[str, object]:
         return {"channel": self.channel, "message_id": self.message_id, "date": self.date.isoformat(),
@@ -281,47 +328,71 @@ def pg_tsquery(parsed: fulltext.ParsedQuery) -> ColumnElement[Any]:
     return q
 
 
+def _parse_search(query: str) -> fulltext.ParsedQuery:
+    try:
+        return fulltext.parse_query(query)
+    except fulltext.QueryError as exc:
+        raise ArchiveError(str(exc)) from None
+
+
+_FTS_REF = literal_column("posts_fts")
+
+
+def _found_posts(sqlite: bool, parsed: fulltext.ParsedQuery, r: ResolvedFilters, *cols: Any) -> Select[Any]:
+    """``SELECT cols`` over the posts the query finds, within the filters (no order, no channel join)."""
+    if sqlite:
+        q = (select(*cols).select_from(sa_table("posts_fts", literal_column("rowid")))
+             .join(m.Post, m.Post.id == literal_column("posts_fts.rowid"))
+             .where(_FTS_REF.op("MATCH")(fulltext.fts5_query(parsed))))
+    else:
+        q = select(*cols).select_from(m.Post).where(_pg_tsvector().op("@@")(pg_tsquery(parsed)))
+    q = q.where(*post_conditions(r))
+    if r.entity_ids is not None:
+        q = q.where(_mentions_entity(r.entity_ids))
+    return q
+
+
+async def count_search(engine: AsyncEngine, query: str, *, filters: Filters = Filters()) -> int:
+    """How many posts ``iter_search`` would find (the total a results page shows)."""
+    parsed = _parse_search(query)
+    async with engine.connect() as conn:
+        r = await resolve_filters(conn, filters)
+        q = _found_posts(engine.dialect.name == "sqlite", parsed, r, func.count())
+        return int((await conn.execute(q)).scalar_one())
+
+
 async def iter_search(
     engine: AsyncEngine,
     query: str,
     *,
     filters: Filters = Filters(),
     limit: int | None = None,
+    offset: int = 0,
 ) -> AsyncIterator[SearchHit]:
     """Posts matching ``query`` (words in any form, ``"phrases"``, ``-exclusions``), best first.
 
+    ``offset`` skips the first hits (a ranked list has no keyset: pages of it stay short).
     On SQLite the FTS5 index must be complete: call :func:`monitor.fulltext.build_index` first if
     :func:`monitor.fulltext.pending` says rows are waiting (``tgmonitor search`` does)."""
-    try:
-        parsed = fulltext.parse_query(query)
-    except fulltext.QueryError as exc:
-        raise ArchiveError(str(exc)) from None
+    parsed = _parse_search(query)
     async with engine.connect() as conn:
         r = await resolve_filters(conn, filters)
         sqlite = engine.dialect.name == "sqlite"
         cols = (m.Post.message_id, m.Post.date, m.Post.text, m.Channel.username, m.Channel.title, m.Channel.tg_id)
         if sqlite:
-            fts = sa_table("posts_fts", literal_column("rowid"))
-            fts_ref = literal_column("posts_fts")
-            bm25 = func.bm25(fts_ref)
-            q = (select(*cols, (-bm25).label("rank"))
-                 .select_from(fts)
-                 .join(m.Post, m.Post.id == literal_column("posts_fts.rowid"))
-                 .where(fts_ref.op("MATCH")(fulltext.fts5_query(parsed)))
-                 .order_by(bm25, m.Post.date.desc()))
+            bm25 = func.bm25(_FTS_REF)
+            q = _found_posts(True, parsed, r, *cols, (-bm25).label("rank")).order_by(bm25, m.Post.date.desc())
         else:
             tsq = pg_tsquery(parsed)
             rank = func.ts_rank_cd(_pg_tsvector(), tsq)
-            q = (select(*cols, rank.label("rank"),
-                        func.ts_headline(_PG_CONFIG, m.Post.text, tsq, _PG_HEADLINE).label("headline"))
-                 .select_from(m.Post)
-                 .where(_pg_tsvector().op("@@")(tsq))
+            q = (_found_posts(False, parsed, r, *cols, rank.label("rank"),
+                              func.ts_headline(_PG_CONFIG, m.Post.text, tsq, _PG_HEADLINE).label("headline"))
                  .order_by(rank.desc(), m.Post.date.desc()))
-        q = q.join(m.Channel, m.Channel.id == m.Post.channel_id).where(*post_conditions(r))
-        if r.entity_ids is not None:
-            q = q.where(_mentions_entity(r.entity_ids))
+        q = q.join(m.Channel, m.Channel.id == m.Post.channel_id)
         if limit is not None:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         result = await conn.stream(q.execution_options(yield_per=1000))  # batched: fewer thread hops
         words = parsed.words
         async for row in result:
@@ -332,7 +403,7 @@ async def iter_search(
             yield SearchHit(
                 channel=channel_label(row.username, row.title, row.tg_id), message_id=row.message_id,
                 date=row.date, rank=float(row.rank or 0.0), snippet=snippet,
-                link=message_link(row.username, row.tg_id, row.message_id),
+                link=message_link(row.username, row.tg_id, row.message_id), text=row.text,
             )
 
 
@@ -601,6 +672,30 @@ def export_csv_row(row: ExportRow) -> list[object]:
             "" if row.views is None else row.views, "" if row.forwards is None else row.forwards,
             row.forwarded_from or "", "yes" if row.deleted else "", row.link, "; ".join(row.entities),
             "; ".join(dict.fromkeys(mt.surface for mt in row.matches)), row.text]
+
+
+def csv_line(cells: Iterable[object]) -> str:
+    """One CSV record without its line end (the caller adds "\\n").
+
+    Written with a "\\r\\n" terminator so that the writer quotes any field holding "\\n" or "\\r"
+    (with no terminator it would leave a bare newline in an unquoted field and break the row)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(list(cells))
+    return buf.getvalue()[:-2]
+
+
+EXPORT_FORMATS = ("csv", "jsonl")
+
+
+async def export_lines(rows: AsyncIterator[ExportRow], fmt: str) -> AsyncIterator[str]:
+    """The lines of ``tgmonitor export`` (without line ends): a CSV header and one row per post, or one
+    JSON object per post. The CLI and the dashboard's export buttons both write these."""
+    if fmt not in EXPORT_FORMATS:
+        raise ArchiveError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    if fmt == "csv":
+        yield csv_line(EXPORT_CSV_FIELDS)
+    async for row in rows:
+        yield csv_line(export_csv_row(row)) if fmt == "csv" else json.dumps(row.as_dict(), ensure_ascii=False)
 
 
 async def iter_export(

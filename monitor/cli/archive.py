@@ -8,10 +8,8 @@ so a big listing never blocks the event loop on a slow pipe.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from monitor import archive, fulltext
-from monitor.archive import ArchiveError, Filters
+from monitor.archive import ArchiveError, Filters, csv_line  # csv_line: re-exported for callers
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
 from monitor.runtime import open_runtime
 
@@ -75,16 +73,6 @@ class Output:
         if self.lines:
             chunk, self.lines = "\n".join(self.lines) + "\n", []
             await asyncio.to_thread(click.echo, chunk, nl=False)
-
-
-def csv_line(cells: Iterable[object]) -> str:
-    """One CSV record without its line end (the caller adds "\\n").
-
-    Written with a "\\r\\n" terminator so that the writer quotes any field holding "\\n" or "\\r"
-    (with no terminator it would leave a bare newline in an unquoted field and break the row)."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(list(cells))
-    return buf.getvalue()[:-2]
 
 
 def plural(n: int, word: str) -> str:
@@ -294,11 +282,8 @@ def export_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, 
             rows = archive.iter_export(rt.engine, filters=Filters(entities, channels, since, until),
                                        matched_only=matched)
             out = Output()
-            if fmt == "csv":
-                await out.line(csv_line(archive.EXPORT_CSV_FIELDS))
-            async for row in rows:
-                await out.line(csv_line(archive.export_csv_row(row)) if fmt == "csv"
-                               else json.dumps(row.as_dict(), ensure_ascii=False))
+            async for line in archive.export_lines(rows, fmt):  # the same lines as the dashboard's export
+                await out.line(line)
             await out.flush()
 
     run_archive(go())
