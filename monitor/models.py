@@ -121,6 +121,7 @@ class Post(Base):
     fwd_channel_id: Mapped[int | None] = mapped_column(BigInteger)
     fwd_message_id: Mapped[int | None] = mapped_column(BigInteger)
     fwd_name: Mapped[str | None] = mapped_column(String(256))
+    fwd_username: Mapped[str | None] = mapped_column(String(64))  # the origin's username (web forwards)
     album_id: Mapped[int | None] = mapped_column(BigInteger)
     member_ids: Mapped[list[Any] | None]
     link_preview: Mapped[str | None] = mapped_column(Text)
