@@ -9,11 +9,15 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class ForwardOrigin:
-    """Where a forwarded post came from (a channel and message when Telegram tells us, else a name)."""
+    """Where a forwarded post came from (a channel and message when Telegram tells us, else a name).
+
+    ``username`` is the origin channel's public username, lower-case, when that is all a source knows of
+    it (the web preview links ``t.me/<username>/<id>`` and never shows a numeric id)."""
 
     channel_id: int | None = None
     message_id: int | None = None
     name: str | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

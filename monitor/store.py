@@ -398,7 +398,7 @@ def _post_values(channel_id: int, p: Post) -> dict[str, object]:
         "channel_id": channel_id, "message_id": p.message_id, "date": p.date, "text": p.text,
         "edit_date": p.edit_date, "views": p.views, "forwards": p.forwards,
         "fwd_channel_id": f.channel_id if f else None, "fwd_message_id": f.message_id if f else None,
-        "fwd_name": f.name if f else None, "album_id": p.album_id,
+        "fwd_name": f.name if f else None, "fwd_username": f.username if f else None, "album_id": p.album_id,
         "member_ids": list(p.member_ids) if p.member_ids else None, "link_preview": p.link_preview,
         "incomplete": p.incomplete, "deleted": p.deleted, "version": 1, "text_hash": text_hash(p.text),
         "raw": p.raw, "stored_at": now(),
