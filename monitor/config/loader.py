@@ -17,6 +17,7 @@ from monitor.config.entities import read_entities
 from monitor.config.env import default_data_dir, load_env
 from monitor.config.errors import Checker, ConfigError, toml_problem
 from monitor.config.sections import (
+    read_dashboard,
     read_database,
     read_delivery,
     read_logging,
@@ -37,7 +38,7 @@ TOP = {
     "database": "[database]", "telegram": "[telegram]", "sources": "[sources.web]",
     "schedule": "[schedule]", "channels": "[[channels]]", "entities": "[[entities]]",
     "matching": "[matching]", "delivery": "[delivery]", "alerts": "[[alerts]]",
-    "metrics": "[metrics]", "logging": "[logging]",
+    "metrics": "[metrics]", "logging": "[logging]", "web": "[web]",
 }
 
 
@@ -93,6 +94,7 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
     alerts = read_alerts(chk, data.get("alerts"), env, entities, channels)
     metrics = read_metrics(chk, data)
     logging_settings = read_logging(chk, data)
+    dashboard = read_dashboard(chk, data, env)
 
     if chk.problems:
         raise ConfigError(chk.problems)
@@ -100,5 +102,5 @@ def load_settings(path: Path | None = None, *, require_file: bool = True) -> Set
         path=src_path, data_dir=data_dir, database=DatabaseSettings(url=to_async_url(url)),
         telegram=telegram, web=web, schedule=schedule, channels=channels, entities=entities,
         matching=matching, delivery=delivery, alerts=alerts, metrics=metrics,
-        logging=logging_settings, env=env,
+        logging=logging_settings, dashboard=dashboard, env=env,
     )

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from monitor.config.env import credential
 from monitor.config.errors import Checker, fraction, positive
 from monitor.config.settings import (
+    DashboardSettings,
     DeliverySettings,
     LoggingSettings,
     MatchingSettings,
@@ -22,7 +23,8 @@ from monitor.config.settings import (
     TelegramSettings,
     WebSourceSettings,
 )
-from monitor.logs import register_url_secrets
+from monitor.config.values import is_loopback, parse_listen
+from monitor.logs import register_secret, register_url_secrets
 
 SQLITE_NAME = "tgmonitor.db"
 _SECRET_KEYS = frozenset({"api_id", "api_hash", "session"})
@@ -172,3 +174,32 @@ def read_logging(chk: Checker, data: Mapping[str, Any]) -> LoggingSettings:
                       lambda v: None if v.lower() in ("debug", "info", "warning", "error")
                       else f"must be debug, info, warning or error, not {v!r}"),
     )
+
+
+def read_dashboard(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str]) -> DashboardSettings:
+    """``[web]``: the dashboard's address (also served by ``tgmonitor run`` when set) and its access token."""
+    w = chk.table(data.get("web"), "web", {"listen": 'listen = "127.0.0.1:8080"',
+                                           "token": "token = \"a long random string\" (or TGMONITOR_WEB_TOKEN)"})
+
+    def _listen(v: str) -> str | None:
+        try:
+            parse_listen(v)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    listen = chk.get(w, "listen", "web.listen", str, None, 'listen = "127.0.0.1:8080"', _listen)
+    token = env.get("TGMONITOR_WEB_TOKEN") or chk.get(
+        w, "token", "web.token", str, None, 'token = "…" (better: TGMONITOR_WEB_TOKEN in .env)',
+        lambda v: None if len(v.strip()) >= 16 else "must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+    if token is not None:
+        token = token.strip()
+        register_secret(token)
+        if len(token) < 16:  # only the environment's can be short here: the file's was checked above
+            chk.problems.append("environment: TGMONITOR_WEB_TOKEN must be at least 16 characters "
+                                "(for example: TGMONITOR_WEB_TOKEN=$(openssl rand -hex 24))")
+            token = None
+    if listen is not None and token is None and _listen(listen) is None and not is_loopback(parse_listen(listen)[0]):
+        chk.fail("web.listen", f"{listen} is reachable from other machines: set [web] token or TGMONITOR_WEB_TOKEN "
+                 "(or listen on 127.0.0.1)", 'listen = "127.0.0.1:8080"')
+    return DashboardSettings(listen=listen, token=token)

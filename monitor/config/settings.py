@@ -100,6 +100,15 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """``[web]``: the dashboard. ``listen`` also makes ``tgmonitor run`` serve it (default off); off the loopback
+    interface every request needs ``token`` (``TGMONITOR_WEB_TOKEN`` wins)."""
+
+    listen: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     format: str = "text"
     level: str = "info"
@@ -122,6 +131,7 @@ class Settings:
     alerts: tuple[AlertDestination, ...] = ()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+    dashboard: DashboardSettings = DashboardSettings()  # the [web] table ("web" is [sources.web] above)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def channel_interval(self, channel: ChannelConfig) -> int:

@@ -88,3 +88,27 @@ def parse_quiet_hours(text: str) -> tuple[int, int]:
     if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
         raise ValueError(text)
     return h1 * 60 + m1, h2 * 60 + m2
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) as ``(host, port)``; raise ValueError saying what is wrong."""
+    m = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<host>[\w.\-]+):(?P<port>\d+)", value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not host:port")
+    host = m.group("v6") or m.group("host")
+    port = int(m.group("p6") or m.group("port"))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public address
