@@ -380,7 +380,7 @@ async def test_unreachable_telegram_is_an_operational_error_and_the_next_poll_re
 
 
 def test_telegram_retry_backoff_is_exponential_jittered_capped_and_counts_one_failure_per_attempt() -> None:
-    from monitor.scheduler import RetryBackoff
+    from monitor.service.telegram import RetryBackoff
 
     t = [0.0]
     b = RetryBackoff(30, 600, jitter=0.25, clock=lambda: t[0], rand=lambda: 0.0)

@@ -41,8 +41,7 @@ def backfill_cmd(state: CliState, channel: str, since: str | None, limit: int | 
       tgmonitor backfill rian_ru --since 2025-01-01 --limit 5000
       tgmonitor backfill https://t.me/rian_ru --alert
     """
-    from monitor.jobs.backfill import BackfillError
-    from monitor.service import backfill_or_queue
+    from monitor.jobs.backfill import BackfillError, backfill_or_queue
 
     when = _parse_since(since)
     s = state.settings()

@@ -69,9 +69,9 @@ def demo_settings(data_dir: Path, watchlist: Path) -> Settings:
 async def run_demo(data_dir: Path, echo: Echo) -> DemoResult:
     """Import the bundled export with alerts on, delivering after every batch; then tabulate mentions."""
     from monitor import archive
+    from monitor.alerts.deliver import deliver_due
     from monitor.jobs.importer import ChatReport, ImportJob
     from monitor.runtime import open_runtime
-    from monitor.service import deliver_due
 
     pkg = resources.files(__package__)
     with resources.as_file(pkg / WATCHLIST) as wl_path, resources.as_file(pkg / SAMPLE) as sample:

@@ -1,5 +1,6 @@
 """The ``backfill`` command's work: find the configured channel, run its source's backfill with a progress
-bar, deliver the alerts it created once. Kept out of the CLI so tests (and the service) call it directly."""
+bar, deliver the alerts it created once; or, while a service holds the session lock, queue the backfill for
+that service and watch its progress. Kept out of the CLI so tests (and the service) call it directly."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor import models as m
 from monitor.config import ChannelConfig, Settings, parse_channel_ref
-from monitor.jobs import PollReport, SessionDead, source_jobs
+from monitor.jobs import source_jobs
+from monitor.jobs.base import PollReport, SessionDead
+from monitor.lock import LockHeld, SessionLock, lock_path
 
 
 class BackfillError(Exception):
@@ -63,8 +67,8 @@ async def backfill_channel(
 
 async def _run(settings: Settings, channel: ChannelConfig, since: datetime | None, limit: int | None,
                alert: bool, bar: Any) -> tuple[int, str]:
+    from monitor.alerts.deliver import deliver_due
     from monitor.runtime import open_runtime
-    from monitor.service import deliver_due
 
     def on_progress(stored: int, total: int | None) -> None:
         if total is not None and total != bar.total:
@@ -88,3 +92,67 @@ async def _run(settings: Settings, channel: ChannelConfig, since: datetime | Non
     if report.error:
         return 1, f"{line}\n{channel.key}: {report.error}"
     return 0, line
+
+
+async def backfill_or_queue(
+    settings: Settings,
+    ref: str,
+    *,
+    since: datetime | None = None,
+    limit: int | None = None,
+    alert: bool = False,
+    progress: bool = True,
+) -> tuple[int, str]:
+    """``tgmonitor backfill``: run the backfill here, or, while a service holds the session lock, queue it
+    for the service and show its progress until it is done. Ctrl-C stops watching, not the backfill.
+    Returns (exit code, summary line)."""
+    channel = find_configured(settings, ref)  # BackfillError (exit 2) for a channel that is not configured
+    lock = SessionLock(lock_path(settings))
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        return await _queue_and_watch(settings, channel.key, exc.pid, since=since, limit=limit, alert=alert,
+                                      progress=progress)
+    try:
+        return await backfill_channel(settings, ref, since=since, limit=limit, alert=alert, progress=progress)
+    finally:
+        lock.release()
+
+
+async def _queue_and_watch(settings: Settings, key: str, pid: int | None, *, since: datetime | None,
+                           limit: int | None, alert: bool, progress: bool) -> tuple[int, str]:
+    import asyncio
+    import sys
+
+    from tqdm import tqdm
+
+    from monitor import backfill_queue
+    from monitor.db import create_engine
+
+    engine = create_engine(settings.database.url)
+    try:
+        req = await backfill_queue.queue_backfill(engine, key, since=since, limit=limit, alert=alert)
+        who = f"process {pid}" if pid else "another process"
+        print(f"the service ({who}) holds the Telegram session: backfill of {key} queued as request #{req}; "
+              f"it runs there (Ctrl-C stops watching, not the backfill)", file=sys.stderr)
+        bar = tqdm(total=None, unit=" posts", desc=f"backfill {key} (service)", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+
+        def show(row: m.BackfillRequest) -> None:
+            if row.total is not None and row.total != bar.total:
+                bar.total = max(row.total, row.stored)
+            bar.update(max(0, row.stored - bar.n))
+            bar.set_postfix_str(row.status)
+
+        try:
+            row = await backfill_queue.watch(engine, req, show)
+        except asyncio.CancelledError:
+            return 0, f"stopped watching; the service goes on with the backfill of {key} (request #{req})"
+        finally:
+            bar.close()
+        if row.status == "failed":
+            return 1, f"{key}: backfill failed in the service: {row.error}"
+        return 0, f"{key}: {row.stored} posts stored by the service (request #{req})"
+    finally:
+        await engine.dispose()
+

@@ -382,8 +382,8 @@ async def import_file(
     make one delivery attempt for the alerts created when ``alert``; returns (exit code, message)."""
     from tqdm import tqdm
 
+    from monitor.alerts.deliver import deliver_due
     from monitor.runtime import open_runtime
-    from monitor.service import deliver_due
 
     try:
         size = (await asyncio.to_thread(path.stat)).st_size

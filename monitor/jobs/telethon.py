@@ -31,7 +31,7 @@ from monitor import models as m
 from monitor.budget import Deferred, RequestBudget
 from monitor.config import ChannelConfig, Settings
 from monitor.ingest import AlertRule
-from monitor.jobs import PollReport, Progress, SessionDead
+from monitor.jobs.base import PollReport, Progress, SessionDead
 from monitor.logs import event
 from monitor.posts import Post
 from monitor.sources.telethon import (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from monitor import models as m
 from monitor.config import ChannelConfig
 from monitor.ingest import AlertRule
-from monitor.jobs import PollReport, Progress
+from monitor.jobs.base import PollReport, Progress
 from monitor.logs import event
 from monitor.posts import Post
 from monitor.sources.web import ChannelUnavailable, RateLimited, WebClient, WebSourceError
