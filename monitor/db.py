@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -12,12 +14,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 SQLITE_BUSY_MS = 30_000
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for ``url`` (already mapped to an async driver); creates the SQLite file's folder."""
+class DatabaseMissing(FileNotFoundError):
+    """A read-only open of a SQLite file that does not exist (nothing is created)."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None for PostgreSQL or an in-memory database)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).expanduser()
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would use 0644): the archive is private, and
+    SQLite gives the -wal and -shm files the database file's permissions. An existing file is left alone."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine for ``url`` (already mapped to an async driver).
+
+    Read-write: creates the SQLite file (0600) and its folder. ``readonly``: creates nothing (a missing
+    SQLite file raises DatabaseMissing), SQLite opens the file with ``mode=ro`` and ``query_only``,
+    PostgreSQL sessions default to read-only transactions, so a command that only reads cannot write."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if readonly and path is not None:
+            if not path.is_file():
+                raise DatabaseMissing(str(path))
+            # a URI filename: mode=ro is enforced by SQLite itself (quote() keeps spaces, ? and # literal)
+            url = u.set(database="file:" + quote(str(path.resolve())),
+                        query={**u.query, "mode": "ro", "uri": "true"}).render_as_string(hide_password=False)
+        elif path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -25,7 +60,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # WAL lets readers (status, archive queries) run while the service writes; the busy
             # timeout makes a second writer wait instead of failing with "database is locked".
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            if readonly:
+                cur.execute("PRAGMA query_only=ON")  # setting WAL mode would be a write
+            else:
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -38,7 +76,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # existence check of each stored page then grows with the archive (30,000-post import measured here:
     # 2,963 posts/s with 6.5 s of it in that SELECT; 4,768 posts/s with custom plans, which keep it an
     # index lookup).
-    kwargs.setdefault("connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    if readonly:
+        server_settings["default_transaction_read_only"] = "on"
+    kwargs.setdefault("connect_args", {"server_settings": server_settings})
     return create_async_engine(url, **kwargs)
 
 

@@ -1,12 +1,17 @@
 """What every command and the service share: engine, store, compiled watchlist, ingestor, outbox planner.
 
 ``async with open_runtime(settings) as rt`` migrates the database to head, syncs the watchlist's
-entities, and disposes of the engine on exit."""
+entities, and disposes of the engine on exit. ``async with open_reader(settings) as engine`` is for
+commands that only read (mentions, search, stats, export, alerts list): it opens the database
+read-only, migrates nothing, creates nothing, and says in one line when the database is missing or not
+migrated. ``database_problem(exc, url)`` turns any failure to reach or read the database into one line
+(redacted URL, what went wrong, what to do) for every command and ``run --once``."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -14,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import migrate
 from monitor.config import Settings
-from monitor.db import create_engine
+from monitor.db import DatabaseMissing, create_engine, sqlite_path
 from monitor.ingest import Ingestor
 from monitor.matching import Watchlist
 from monitor.store import OutboxPlanner, Store
@@ -69,3 +74,168 @@ async def open_runtime(settings: Settings, *, upgrade: bool = True) -> AsyncIter
         yield Runtime(settings, engine, store, watchlist, ingestor)
     finally:
         await engine.dispose()
+
+
+# --------------------------------------------------------------------------- read-only commands
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database a read-only command needs is missing, empty, or at another schema revision."""
+
+
+def display_url(url: str) -> str:
+    """The database URL as the user wrote it (no async driver name), password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # an unparsable URL is still shown, masked by the log redaction
+        from monitor.logs import redact
+
+        return redact(url)
+    return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
+
+
+def _known_revisions() -> set[str]:
+    """Every schema revision this version ships (an older database is one of them)."""
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(migrate.alembic_config()).walk_revisions()}
+
+
+def head_revision() -> str:
+    """The newest schema revision this version ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() or ""
+
+
+@asynccontextmanager
+async def open_reader(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A read-only engine over a database already at this version's schema (disposed of on exit).
+
+    Never migrates, never writes (SQLite ``mode=ro`` + ``query_only``, PostgreSQL read-only
+    transactions), never creates a file; raises DatabaseNotReady with the fix when the database is
+    missing, has no tables yet or is at another revision."""
+    url = settings.database.url
+    try:
+        engine = create_engine(url, readonly=True)
+    except DatabaseMissing as exc:
+        raise DatabaseNotReady(
+            f"no database at {exc}: run `tgmonitor db upgrade` to create it (the service creates it too), "
+            "or point [database] url / TGMONITOR_DATABASE_URL at the existing one") from None
+    try:
+        cur, head = await migrate.current(engine)
+        if cur is None:
+            raise DatabaseNotReady(f"database {display_url(url)} has no tables yet: run `tgmonitor db upgrade` "
+                                   "(or start the service once)")
+        if cur != head:
+            if cur in _known_revisions():
+                raise DatabaseNotReady(f"database {display_url(url)} is at schema revision {cur}, this version "
+                                       f"reads {head}: run `tgmonitor db upgrade`")
+            raise DatabaseNotReady(f"database {display_url(url)} is at schema revision {cur}, which this version "
+                                   f"of tgmonitor does not know (newest here: {head}): upgrade tgmonitor")
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's and the adapters' wrappers."""
+    seen: set[int] = set()
+    cur: BaseException = exc
+    while id(cur) not in seen:
+        seen.add(id(cur))
+        nxt = getattr(cur, "orig", None) or cur.__cause__
+        if not isinstance(nxt, BaseException):
+            break
+        cur = nxt
+    return cur
+
+
+_DB_PACKAGES = ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")
+_DB_FRAMES = (*(f"{os.sep}{p}{os.sep}" for p in _DB_PACKAGES), os.path.join("monitor", "db.py"))
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """SQLAlchemy's and the drivers' errors, and an OSError or timeout raised while connecting (asyncpg
+    lets ``ConnectionRefusedError`` through unwrapped): those are told apart from a web source's network
+    errors by where they were raised."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError | DatabaseNotReady | DatabaseMissing):
+        return True
+    if type(exc).__module__.split(".", 1)[0] in _DB_PACKAGES:
+        return True
+    if isinstance(exc, OSError | TimeoutError):
+        tb = exc.__traceback__
+        while tb is not None:
+            if any(part in tb.tb_frame.f_code.co_filename for part in _DB_FRAMES):
+                return True
+            tb = tb.tb_next
+    return False
+
+
+def database_problem(exc: BaseException, url: str) -> str | None:
+    """One line naming the database (password hidden), what went wrong and what to do; None when ``exc``
+    is not about reaching or reading the database. Shared by every command and ``run --once``."""
+    if not _is_database_error(exc):
+        return None
+    if isinstance(exc, DatabaseNotReady):
+        return str(exc)
+    if isinstance(exc, DatabaseMissing):
+        return f"no database at {exc}: run `tgmonitor db upgrade` to create it"
+    root = _root_cause(exc)
+    reason = " ".join((str(root) or type(root).__name__).split())[:300]
+    name = type(root).__name__
+    low = reason.lower()
+    where = f"database {display_url(url)}"
+    if sqlite_path(url) is not None:
+        if isinstance(root, PermissionError) or "readonly" in low or "permission" in low:
+            hint = "check that this user may write the file and its folder"
+        elif isinstance(root, FileNotFoundError | NotADirectoryError | IsADirectoryError) or "unable to open" in low:
+            hint = "check the path in [database] url or TGMONITOR_DATABASE_URL"
+        elif "no such table" in low:
+            hint = "run `tgmonitor db upgrade`"
+        elif "locked" in low or "busy" in low:
+            hint = "another process holds a long write; try again"
+        elif "malformed" in low or "not a database" in low:
+            hint = "the file is damaged or is not a tgmonitor database; restore it from a backup"
+        else:
+            hint = "check [database] url or TGMONITOR_DATABASE_URL"
+        return f"{where}: {name}: {reason} ({hint})"
+    if isinstance(root, ConnectionRefusedError) or "connect call failed" in low or "refused" in low:
+        what, hint = "cannot be reached", "is PostgreSQL running there, and are the host and port right?"
+    elif "name or service not known" in low or "nodename nor servname" in low or "temporary failure in name" in low:
+        what, hint = "cannot be reached", "the host name does not resolve: check the host in [database] url"
+    elif isinstance(root, TimeoutError) or "timeout" in low or "timed out" in low:
+        what, hint = "did not answer in time", "check the host, the port and the network"
+    elif "password" in low or ("role" in low and "does not exist" in low) or "authentication" in low:
+        what, hint = "refused the login", "check the user and password in [database] url or TGMONITOR_DATABASE_URL"
+    elif "database" in low and "does not exist" in low:
+        what, hint = "does not exist", "create it with createdb, then run `tgmonitor db upgrade`"
+    elif ("relation" in low and "does not exist" in low) or "no such table" in low:
+        what, hint = "has no tgmonitor tables", "run `tgmonitor db upgrade`"
+    elif "read-only" in low or "read only" in low:
+        what, hint = "refused a write", "this command should not write: please report it"
+    else:
+        what, hint = "failed", "check [database] url or TGMONITOR_DATABASE_URL"
+    return f"{where} {what}: {name}: {reason} ({hint})"
+
+
+def entity_refs(settings: Settings, wanted: Sequence[str]) -> tuple[str, ...]:
+    """``--entity`` values as the archive knows them: a configured entity's name, any of its aliases or
+    its id (any letter case, ё as е) becomes that entity's id; anything else is passed on unchanged (the
+    archive also knows entities by their stored names, and says which exist when one does not)."""
+    def key(text: str) -> str:
+        return " ".join(text.replace("ё", "е").replace("Ё", "Е").split()).casefold()
+
+    by_key: dict[str, str] = {}
+    for e in settings.entities:  # ids first, then names, then aliases: an exact id always wins
+        by_key.setdefault(key(e.id), e.id)
+    for e in settings.entities:
+        by_key.setdefault(key(e.name), e.id)
+    for e in settings.entities:
+        for alias in e.aliases:
+            by_key.setdefault(key(alias), e.id)
+    return tuple(by_key.get(key(w), w) for w in wanted)

@@ -102,3 +102,130 @@ def test_mentions_jsonl_lists_every_match(write_config, db_url: str) -> None:
     assert {r["surface"] for r in rows} == {"Токаев", "Росатомом", "Росатома"}
     assert any(r["link"] == "https://t.me/c/1800000002/7" for r in rows)
     assert datetime.fromisoformat(rows[0]["date"]) == datetime(2025, 5, 1, 3, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- read-only commands, database errors
+
+READ_ONLY = [("mentions",), ("search", "Росатом"), ("stats", "--format", "csv"), ("export",), ("alerts", "list"),
+             ("status",), ("mentions", "--entity", "госкорпорация")]
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its (mtime_ns, size)."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*") if p.is_file()}
+
+
+def test_read_only_commands_do_not_write_the_database(write_config, tmp_path: Path) -> None:
+    db = tmp_path / "data" / "archive.db"
+    cfg = write_config('[[entities]]\nname = "Росатом"\naliases = ["госкорпорация"]\n\n[[entities]]\nname = "Токаев"\n',
+                       f"sqlite:///{db}")
+    asyncio.run(_seed(cfg))
+    # an older version wrote the watchlist cache; a reader must not need it or write one
+    for side in ("archive.db-wal", "archive.db-shm"):
+        assert not (db.parent / side).exists()  # the writer closed cleanly
+    before = _files(tmp_path)
+    for args in READ_ONLY:
+        res = CliRunner().invoke(main, ["--config", str(cfg), *args])
+        assert res.exit_code == 0, (args, res.output)
+    after = _files(tmp_path)
+    assert after[str(db.relative_to(tmp_path))] == before[str(db.relative_to(tmp_path))]  # mtime and size
+    # nothing new but SQLite's own shared-memory index and (empty) log, which any reader of WAL opens
+    new = set(after) - set(before)
+    assert new <= {"data/archive.db-wal", "data/archive.db-shm"}, new
+    assert all(after[f][1] == 0 for f in new if f.endswith("-wal"))
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_read_only_commands_on_an_older_schema_say_upgrade_and_change_nothing(write_config, db_url: str) -> None:
+    cfg = write_config('[[entities]]\nname = "Росатом"\n', db_url)
+    settings = load_settings(cfg)
+
+    async def at(revision: str | None) -> str | None:
+        from monitor import migrate
+        from monitor.db import create_engine
+
+        engine = create_engine(settings.database.url)
+        try:
+            if revision:
+                await migrate.upgrade(engine, revision)
+            return (await migrate.current(engine))[0]
+        finally:
+            await engine.dispose()
+
+    res = CliRunner().invoke(main, ["--config", str(cfg), "mentions"])  # no tables (SQLite: no file) at all
+    assert res.exit_code == 1 and "run `tgmonitor db upgrade`" in res.output, res.output
+    assert ("has no tables yet" if db_url.startswith("postgresql") else "no database at") in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert asyncio.run(at(None)) is None  # still nothing: not migrated behind the user's back
+    asyncio.run(at("0005"))
+    for args in READ_ONLY[:5]:
+        res = CliRunner().invoke(main, ["--config", str(cfg), *args])
+        assert res.exit_code == 1, (args, res.output)
+        assert "is at schema revision 0005" in res.output and "run `tgmonitor db upgrade`" in res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert asyncio.run(at(None)) == "0005"
+
+
+def test_a_missing_sqlite_database_is_one_line_and_never_created(write_config, tmp_path: Path) -> None:
+    db = tmp_path / "nowhere" / "archive.db"
+    cfg = write_config('[[entities]]\nname = "Росатом"\n', f"sqlite:///{db}")
+    before = _files(tmp_path)
+    for args in READ_ONLY:
+        proc = subprocess.run([sys.executable, "-m", "monitor", "--config", str(cfg), *args],
+                              capture_output=True, text=True)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"no database at {db}" in proc.stderr and "tgmonitor db upgrade" in proc.stderr
+    assert not db.parent.exists() and _files(tmp_path) == before
+    res = CliRunner().invoke(main, ["--config", str(cfg), "db", "current"])
+    assert res.exit_code == 0 and "current: empty" in res.output and not db.parent.exists()
+
+
+async def test_read_only_engine_refuses_writes(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from monitor.config import to_async_url
+    from monitor.db import create_engine
+
+    url = to_async_url(db_url)
+    rw = create_engine(url)
+    async with rw.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (a integer)"))
+    await rw.dispose()
+    ro = create_engine(url, readonly=True)
+    try:
+        async with ro.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+            with pytest.raises(Exception, match="(?i)read-?only|readonly"):
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        await ro.dispose()
+
+
+UNREACHABLE = "postgresql://nobody:s3cr3t-pw@127.0.0.1:9/tgm"
+
+
+@pytest.mark.parametrize("args", [("alerts", "list"), ("alerts", "retry", "--failed"), ("mentions",),
+                                  ("search", "x"), ("stats",), ("export",), ("rematch",), ("reindex",), ("status",),
+                                  ("db", "upgrade"), ("db", "current")], ids=" ".join)
+def test_an_unreachable_database_is_one_line_naming_it(write_config, args: tuple[str, ...]) -> None:
+    cfg = write_config('[[entities]]\nname = "Росатом"\n', UNREACHABLE)
+    res = CliRunner().invoke(main, ["--config", str(cfg), *args])
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output  # was a 158-line traceback
+    assert "database postgresql://nobody:***@127.0.0.1:9/tgm cannot be reached" in lines[0]
+    assert "is PostgreSQL running there" in lines[0] and "s3cr3t" not in res.output
+
+
+def test_database_problem_tells_database_errors_from_other_network_errors() -> None:
+    from monitor.runtime import database_problem
+
+    def web_source() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)")
+
+    try:
+        web_source()
+    except OSError as exc:
+        assert database_problem(exc, UNREACHABLE) is None  # a web page's refusal is not the database's
+    assert database_problem(ValueError("x"), UNREACHABLE) is None

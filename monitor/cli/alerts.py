@@ -11,7 +11,7 @@ import click
 from monitor.alerts import outbox
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
 from monitor.models import Alert
-from monitor.runtime import open_runtime
+from monitor.runtime import open_reader, open_runtime
 
 
 @main.group("alerts")
@@ -66,8 +66,8 @@ def alerts_list(state: CliState, status: str | None, limit: int | None, fmt: str
     s = state.settings()
 
     async def go() -> list[outbox.AlertRow]:
-        async with open_runtime(s) as rt:
-            return await outbox.list_alerts(rt.engine, status=status, limit=limit)
+        async with open_reader(s) as engine:  # only reads: no migration, no write, no file created
+            return await outbox.list_alerts(engine, status=status, limit=limit)
 
     rows = run(go())
     docs = [r.as_dict() for r in rows]

@@ -34,6 +34,8 @@ class CliState:
             except ConfigError as exc:
                 fail(str(exc), EXIT_USAGE)
             s = self._settings
+            global _database_url
+            _database_url = s.database.url  # for run(): a database failure names its (redacted) URL
             for secret in (s.telegram.api_hash, s.telegram.session, s.telegram.proxy, s.web.proxy,
                            *(a.url for a in s.alerts)):
                 register_secret(secret)
@@ -47,18 +49,23 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from a click command; a database that cannot be opened or read is one
-    line and exit 1, never a traceback with SQL in it."""
-    from sqlalchemy.exc import SQLAlchemyError
+_database_url: str | None = None  # the loaded settings' database URL
 
+
+def run(coro: Coroutine[Any, Any, T], *, prefix: str = "") -> T:
+    """Run a coroutine to completion from a click command; a database that cannot be reached, opened or
+    read is one line (its URL without the password, what went wrong, what to do) and exit 1, never a
+    traceback with SQL in it. ``prefix`` starts that line (``db upgrade failed: ``)."""
     try:
         return asyncio.run(coro)
-    except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None)
-        reason = str(orig if orig is not None else exc).strip().splitlines()[0]
-        fail(f"database error: {type(orig or exc).__name__}: {reason} "
-             "(check [database] url or TGMONITOR_DATABASE_URL, and run `tgmonitor db upgrade`)", EXIT_FAILURE)
+    except Exception as exc:
+        from monitor.logs import redact
+        from monitor.runtime import database_problem
+
+        line = database_problem(exc, _database_url or "")
+        if line is None:
+            raise
+        fail(redact(prefix + line), EXIT_FAILURE)
 
 
 pass_state = click.make_pass_decorator(CliState)

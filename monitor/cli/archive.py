@@ -19,7 +19,7 @@ import click
 from monitor import archive, fulltext
 from monitor.archive import ArchiveError, Filters, csv_line  # csv_line: re-exported for callers
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
-from monitor.runtime import open_runtime
+from monitor.runtime import entity_refs, open_reader, open_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +53,7 @@ def filter_options(f: F) -> F:
     f = click.option("--channel", "channels", multiple=True, metavar="CHANNEL",
                      help="Only this channel (@name, t.me link, title or id); repeatable.")(f)
     f = click.option("--entity", "entities", multiple=True, metavar="NAME",
-                     help="Only this entity (name or id, any letter case); repeatable.")(f)
+                     help="Only this entity (its name, an alias or its id, any letter case); repeatable.")(f)
     return f
 
 
@@ -131,12 +131,12 @@ def run_archive(coro: Any) -> Any:
         raise
 
 
-async def _ensure_index(engine: Any) -> None:
-    """Index posts stored before the search index existed (SQLite), with a note on stderr."""
+async def _note_unindexed(engine: Any) -> None:
+    """Search only reads: posts stored before the search index existed (SQLite) are named on stderr,
+    with the command that indexes them, instead of being indexed here."""
     if await fulltext.pending(engine):
-        click.echo("indexing stored posts for search (once)…", err=True)
-        n = await fulltext.build_index(engine)
-        click.echo(f"indexed {n} posts", err=True)
+        click.echo("note: some posts stored before the search index existed are not searched yet; "
+                   "run `tgmonitor reindex` once", err=True)
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -166,11 +166,12 @@ def search_cmd(state: CliState, query_words: tuple[str, ...], entities: tuple[st
     """
     s = state.settings()
     query = " ".join(query_words)
+    entities = entity_refs(s, entities)
 
     async def go() -> None:
-        async with open_runtime(s) as rt:
-            await _ensure_index(rt.engine)
-            hits = archive.iter_search(rt.engine, query, filters=Filters(entities, channels, since, until),
+        async with open_reader(s) as engine:
+            await _note_unindexed(engine)
+            hits = archive.iter_search(engine, query, filters=Filters(entities, channels, since, until),
                                        limit=limit)
             n = await write_records(
                 hits, fmt, fields=("channel", "message_id", "date", "rank", "snippet", "link"),
@@ -228,10 +229,11 @@ def stats_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, .
       tgmonitor stats --format csv > stats.csv
     """
     s = state.settings()
+    entities = entity_refs(s, entities)
 
     async def go() -> archive.Stats:
-        async with open_runtime(s) as rt:
-            return await archive.stats(rt.engine, filters=Filters(entities, channels, since, until),
+        async with open_reader(s) as engine:
+            return await archive.stats(engine, filters=Filters(entities, channels, since, until),
                                        by=by, top_channels=top, with_rows=fmt == "csv")  # type: ignore[arg-type]
 
     st: archive.Stats = run_archive(go())
@@ -276,10 +278,11 @@ def export_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, 
       tgmonitor export --entity Росатом --since 2025-01 --format jsonl > rosatom.jsonl
     """
     s = state.settings()
+    entities = entity_refs(s, entities)
 
     async def go() -> None:
-        async with open_runtime(s) as rt:
-            rows = archive.iter_export(rt.engine, filters=Filters(entities, channels, since, until),
+        async with open_reader(s) as engine:
+            rows = archive.iter_export(engine, filters=Filters(entities, channels, since, until),
                                        matched_only=matched)
             out = Output()
             async for line in archive.export_lines(rows, fmt):  # the same lines as the dashboard's export

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from monitor import migrate
-from monitor.cli.app import EXIT_FAILURE, CliState, fail, main, pass_state, run
-from monitor.db import create_engine
+from monitor.cli.app import CliState, main, pass_state, run
+from monitor.db import DatabaseMissing, create_engine
 
 
 @main.group("config")
@@ -49,9 +49,9 @@ def config_check(state: CliState) -> None:
 
 
 def _safe_db(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from monitor.runtime import display_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return display_url(url)
 
 
 @main.group("db")
@@ -86,10 +86,7 @@ def db_upgrade(state: CliState, revision: str) -> None:
         finally:
             await engine.dispose()
 
-    try:
-        cur, _head = run(go())
-    except Exception as exc:  # a database that cannot be reached is a runtime failure, not a traceback
-        fail(f"db upgrade failed on {_safe_db(s.database.url)}: {exc}", EXIT_FAILURE)
+    cur, _head = run(go(), prefix="db upgrade failed: ")  # unreachable: one line, not a traceback
     click.echo(f"database {_safe_db(s.database.url)} is at revision {cur}")
 
 
@@ -105,16 +102,18 @@ def db_current(state: CliState) -> None:
     s = state.settings(require_file=state.config_path is not None)
 
     async def go() -> tuple[str | None, str]:
-        engine = create_engine(s.database.url)
+        try:
+            engine = create_engine(s.database.url, readonly=True)  # looking creates nothing
+        except DatabaseMissing:
+            from monitor.runtime import head_revision
+
+            return None, head_revision()
         try:
             return await migrate.current(engine)
         finally:
             await engine.dispose()
 
-    try:
-        cur, head = run(go())
-    except Exception as exc:
-        fail(f"cannot read {_safe_db(s.database.url)}: {exc}", EXIT_FAILURE)
+    cur, head = run(go(), prefix="db current: ")
     click.echo(f"current: {cur or 'empty (run tgmonitor db upgrade)'}")
     click.echo(f"head: {head}{' (up to date)' if cur == head else ''}")
 
@@ -138,7 +137,7 @@ def db_downgrade(state: CliState, revision: str) -> None:
         finally:
             await engine.dispose()
 
-    run(go())
+    run(go(), prefix="db downgrade failed: ")
     click.echo(f"database downgraded to {revision}")
 
 

@@ -9,7 +9,7 @@ import click
 from monitor import archive, fulltext
 from monitor.cli.app import CliState, main, pass_state
 from monitor.cli.archive import clip, filter_options, one_line, run_archive, write_records
-from monitor.runtime import open_runtime
+from monitor.runtime import entity_refs, open_reader
 
 MENTION_FIELDS = ("channel", "message_id", "date", "entity", "surface", "link", "snippet")
 
@@ -43,10 +43,11 @@ def mentions_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str
       tgmonitor mentions --channel @delovoy --since 7d --limit 20
     """
     s = state.settings()
+    entities = entity_refs(s, entities)
 
     async def go() -> None:
-        async with open_runtime(s) as rt:
-            records = archive.iter_mentions(rt.engine, entities=entities, channels=channels, since=since,
+        async with open_reader(s) as engine:
+            records = archive.iter_mentions(engine, entities=entities, channels=channels, since=since,
                                             until=until, limit=limit)
             n = await write_records(records, fmt, fields=MENTION_FIELDS, table=_table_line, header=TABLE_HEADER)
             if fmt == "table" and n == 0:

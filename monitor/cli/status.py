@@ -7,22 +7,18 @@ from typing import Any
 
 import click
 
-from monitor.cli.app import EXIT_FAILURE, CliState, fail, main, pass_state, run
-from monitor.logs import redact
+from monitor.cli.app import CliState, main, pass_state, run
 
 
 async def collect_status(state_settings: Any) -> dict[str, Any]:
-    """The snapshot plus whether a service holds the session lock (read-only: no migration)."""
-    from monitor.db import create_engine
+    """The snapshot plus whether a service holds the session lock (read-only: no migration, no write)."""
     from monitor.health import status_snapshot
     from monitor.lock import holder, lock_path
+    from monitor.runtime import open_reader
 
-    engine = create_engine(state_settings.database.url)
-    try:
+    async with open_reader(state_settings) as engine:
         snap = await status_snapshot(engine, state_settings)
         await _configured_sources(engine, state_settings, snap)
-    finally:
-        await engine.dispose()
     pid = holder(lock_path(state_settings))
     snap["service"] = {"running": pid is not None, "pid": pid or None}
     return snap
@@ -109,11 +105,7 @@ def status_cmd(state: CliState, fmt: str) -> None:
       tgmonitor --config /etc/tgmonitor/tgmonitor.toml status --format json | jq '.outbox'
     """
     s = state.settings()
-    try:
-        snap = run(collect_status(s))
-    except Exception as exc:  # an unreachable or never-migrated database: one line, not a traceback
-        fail(redact(f"status: cannot read the database ({type(exc).__name__}: {exc}); is it created? "
-             "(tgmonitor db upgrade)"), EXIT_FAILURE)
+    snap = run(collect_status(s), prefix="status: ")  # an unreachable or never-migrated database: one line
     if fmt == "json":
         click.echo(json.dumps(snap, ensure_ascii=False, indent=2))
     else:
