@@ -196,7 +196,7 @@ async def test_read_only_engine_refuses_writes(db_url: str) -> None:
     try:
         async with ro.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
-            with pytest.raises(Exception, match="(?i)read-?only|readonly"):
+            with pytest.raises(Exception, match=r"(?i)read-?only|readonly"):
                 await conn.execute(text("INSERT INTO t VALUES (1)"))
     finally:
         await ro.dispose()
@@ -229,3 +229,47 @@ def test_database_problem_tells_database_errors_from_other_network_errors() -> N
     except OSError as exc:
         assert database_problem(exc, UNREACHABLE) is None  # a web page's refusal is not the database's
     assert database_problem(ValueError("x"), UNREACHABLE) is None
+
+
+def test_sqlite_database_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    from sqlalchemy import text
+
+    from monitor.db import create_engine
+
+    db = tmp_path / "new" / "archive.db"
+
+    async def go() -> dict[str, int]:
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE t (a integer)"))
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+            # while the engine is open the WAL and its index exist beside the file
+            return {p.name: stat.S_IMODE(p.stat().st_mode) for p in db.parent.iterdir()}
+        finally:
+            await engine.dispose()
+
+    modes = asyncio.run(go())
+    assert modes == {"archive.db": 0o600, "archive.db-wal": 0o600, "archive.db-shm": 0o600}
+
+
+def test_entity_filter_takes_a_name_an_alias_or_an_id_in_every_command(write_config, db_url: str) -> None:
+    cfg = write_config('[[entities]]\nname = "Росатом"\nid = "rosatom"\naliases = ["Госкорпорация «Росатом»", '
+                       '"ГК Росатом"]\n\n[[entities]]\nname = "Токаев"\n', db_url)
+    asyncio.run(_seed(cfg))
+    for ref in ("Росатом", "росатом", "rosatom", "ГК Росатом", "гк  росатом", "Госкорпорация «Росатом»"):
+        base = ["--config", str(cfg)]
+        res = CliRunner().invoke(main, [*base, "mentions", "--entity", ref, "--format", "jsonl"])
+        assert res.exit_code == 0, (ref, res.output)
+        assert {json.loads(x)["entity"] for x in res.output.splitlines()} == {"Росатом"}
+        assert len(res.output.splitlines()) == 4
+        res = CliRunner().invoke(main, [*base, "export", "--entity", ref, "--format", "jsonl"])
+        assert res.exit_code == 0 and len(res.output.splitlines()) == 4, (ref, res.output)
+        res = CliRunner().invoke(main, [*base, "stats", "--entity", ref, "--format", "json"])
+        assert res.exit_code == 0 and [e["entity"] for e in json.loads(res.output)["entities"]] == ["Росатом"]
+        res = CliRunner().invoke(main, [*base, "search", "Токаев", "--entity", ref, "--format", "jsonl"])
+        assert res.exit_code == 0 and len(res.output.splitlines()) == 3, (ref, res.output)
+    res = CliRunner().invoke(main, ["--config", str(cfg), "mentions", "--entity", "Газпром"])
+    assert res.exit_code == 2 and "unknown entity 'Газпром'" in res.output
