@@ -276,3 +276,179 @@ def test_an_html_export_is_named(tmp_path: Path) -> None:
     path.write_text('<!DOCTYPE html>\n<html><head><meta charset="utf-8"/><title>Exported Data</title></head></html>')
     with pytest.raises(ExportError, match=r"HTML page.*Machine-readable JSON"):
         items(path)
+
+
+# --- hostile and wrong files (issue 17 item 2, 12): refused early with one clear message --------------------
+
+_BOMB = b"[" * 100_000 + b"]" * 100_000
+_IN_TEXT = (b'{"name": "x", "type": "public_channel", "id": 1, "messages": [{"id": 1, "type": "message", '
+            b'"date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", "text": ' + b'{"a": ' * 50_000
+            + b'"x"' + b"}" * 50_000 + b"}]}")
+
+
+@pytest.mark.parametrize("name, data", [("brackets", _BOMB), ("inside a message", _IN_TEXT)])
+def test_deeply_nested_json_is_refused_within_a_memory_bound(tmp_path: Path, name: str, data: bytes) -> None:
+    """200 KB of nested brackets once grew the reader past 20 GB (ijson builds a path per event as long as the
+    nesting). Run in a child process under a 400 MB address-space limit: the reader must refuse it, on both
+    the seekable (sniffed) path and the stream path, without a MemoryError."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.json"
+    path.write_bytes(data)
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20))
+from monitor.sources.export import ExportError, read_export
+from tests.test_export import pipe
+raw = open({str(path)!r}, "rb").read()
+for fh in (open({str(path)!r}, "rb"), pipe(raw)):  # the sniffed (seekable) path and the stream path
+    try:
+        list(read_export(fh))
+    except ExportError as exc:
+        assert not exc.truncated
+        print("refused:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all("not a Telegram Desktop export" in line for line in lines), done.stdout
+
+
+def test_nesting_is_refused_before_the_parser_reads_on() -> None:
+    """Structural: the first read that passes the nesting limit raises; the parser never gets that chunk."""
+    reads: list[int] = []
+    with pytest.raises(ExportError, match="nests more than 64 levels"):
+        list(read_export(pipe(b'{"messages": ' + _BOMB + b"}", most=4096), on_read=reads.append))
+    assert len(reads) == 1
+
+
+def test_top_level_list_is_not_an_export() -> None:
+    with pytest.raises(ExportError, match="top level is a list") as exc:
+        list(read_export(io.BytesIO(b'[{"id": 1, "type": "message"}]')))
+    assert not exc.value.truncated
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = '[{\\"' * 5000 + '\\"]]' + "\\\\" + "{" * 100  # as written in JSON: escaped quotes and backslashes
+    doc = ('{"name": "x", "type": "public_channel", "id": 1, "messages": [{"id": 1, "type": "message", '
+           '"date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", "text": "' + text + '"}]}')
+    for fh in (io.BytesIO(doc.encode()), pipe(doc.encode(), most=7)):
+        (post,) = [it.post for it in read_export(fh) if it.post]
+        assert post.text == json.loads('"' + text + '"')
+
+
+def test_a_cp1251_file_is_an_encoding_problem_not_a_truncated_one(tmp_path: Path) -> None:
+    text = (DATA / "export_single.json").read_text(encoding="utf-8")
+    path = tmp_path / "cp1251.json"
+    path.write_bytes(text.encode("cp1251", errors="replace"))
+    with pytest.raises(ExportError) as exc:
+        items(path)
+    assert not exc.value.truncated
+    assert "not UTF-8" in str(exc.value) and "Windows-1251" in str(exc.value) and "truncated" not in str(exc.value)
+    # far into a file whose first reads are ASCII: still an encoding problem, after the posts before it
+    msgs = ", ".join(f'{{"id": {i}, "type": "message", "date": "2025-01-01T00:00:00", "date_unixtime": '
+                     f'"1735689600", "text": "post {i}"}}' for i in range(1, 3000))
+    late = ('{"name": "Latin", "type": "public_channel", "id": 5, "messages": [' + msgs
+            + ', {"id": 5000, "type": "message", "date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", '
+              '"text": "Привет"}]}')
+    for fh in (io.BytesIO(late.encode("cp1251")), pipe(late.encode("cp1251"))):
+        got = []
+        with pytest.raises(ExportError, match=r"not UTF-8 text \(byte 0xCF at byte \d+\)") as exc:
+            for it in read_export(fh):
+                got.append(it.post)
+        assert not exc.value.truncated and len([p for p in got if p]) == 2999
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(ExportError, match="UTF-16"):
+        items(path)
+
+
+def test_a_file_cut_inside_a_character_is_truncated(tmp_path: Path) -> None:
+    raw = (DATA / "export_single.json").read_bytes()
+    path = tmp_path / "cut.json"
+    path.write_bytes(raw[: raw.index("Глава Росатома".encode()) + 1])  # inside the two bytes of "Г"
+    got = []
+    with path.open("rb") as fh, pytest.raises(ExportError) as exc:
+        for it in read_export(fh):
+            if it.post:
+                got.append(it.post.message_id)
+    assert exc.value.truncated and "truncated" in str(exc.value) and got == [2, 3]
+
+
+def _doc(messages: list[dict[str, object]], **root: object) -> bytes:
+    return json.dumps({"name": "x", "type": "public_channel", "id": 1, **root, "messages": messages},
+                      ensure_ascii=False).encode()
+
+
+def test_only_media_of_one_album_kind_group() -> None:
+    base = {"type": "message", "date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", "from_id": "channel1",
+            "text": ""}
+    photo = {"photo": "(File not included.)"}
+    pdf = {"file": "(File not included.)", "mime_type": "application/pdf"}
+    video = {"file": "(File not included.)", "media_type": "video_file", "mime_type": "video/mp4"}
+    doc = _doc([{**base, "id": 1, **photo, "text": "фото"}, {**base, "id": 2, **pdf},  # a photo and a PDF: two posts
+                {**base, "id": 3, "date_unixtime": "1735689700", **photo},  # a photo and a video: one album
+                {**base, "id": 4, "date_unixtime": "1735689700", **video},
+                {**base, "id": 5, "date_unixtime": "1735689800", **pdf},  # two documents: one album
+                {**base, "id": 6, "date_unixtime": "1735689800", **pdf}])
+    posts = {it.post.message_id: it.post for it in read_export(io.BytesIO(doc)) if it.post}
+    assert sorted(posts) == [1, 2, 3, 5]
+    assert posts[1].album_id is None and posts[1].text == "фото" and posts[2].album_id is None
+    assert posts[3].member_ids == (3, 4) and posts[5].member_ids == (5, 6)
+
+
+def test_stats_count_what_was_passed_over() -> None:
+    from monitor.sources.export import ExportStats
+
+    ok = {"type": "message", "date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", "text": "t"}
+    doc = _doc([{**ok, "id": 1}, {"id": 2, "type": "service", "action": "pin_message"},
+                {"id": 3, "type": "unsupported"}, {**ok, "id": "four"}, "not an object",
+                {**ok, "id": 5, "date": "вчера", "date_unixtime": ""},
+                {**ok, "id": 6, "type": "strange"}, {"id": 7, "type": "message", "date": "2021-01-31T21:02:29",
+                                                     "text": "old"}])
+    for fh in (io.BytesIO(doc), pipe(doc)):
+        stats = ExportStats()
+        its = list(read_export(fh, stats=stats))
+        posts = {it.post.message_id: it.post for it in its if it.post}
+        assert sorted(posts) == [1, 7]
+        counts = stats.of(its[0].chat)
+        assert (counts.service, counts.malformed, counts.local_dates) == (2, 4, 1)
+        assert posts[7].raw == {"date_local": "2021-01-31T21:02:29"} and posts[1].raw is None
+        assert sum(it.skipped for it in its) == 6  # every message passed over is seen
+
+
+def test_stats_list_the_chats_not_selected() -> None:
+    from monitor.sources.export import ExportStats, nothing_selected, skipped_chats
+
+    stats = ExportStats()
+    its = items(REAL_ACCOUNT, stats=stats)
+    assert len([it for it in its if it.post is None]) == 4
+    assert [(c.chat.name, c.chat.type, c.messages) for c in stats.skipped] == [
+        (None, "saved_messages", 1), ("Пётр", "personal_chat", 1), ("Группа", "private_supergroup", 1),
+        ("Открытая группа", "public_supergroup", 1), ("Покинутая группа", "public_supergroup", 1)]
+    assert skipped_chats(stats) == [
+        "skipped 5 chats that are not a channel; import one with --channel NAME (its title or id):",
+        "  «untitled» (saved messages, id 777, 1 message)", "  «Пётр» (personal chat, id 5, 1 message)",
+        "  «Группа» (private group, id 1300000001, 1 message)",
+        "  «Открытая группа» (public group, id 1300000002, 1 message)",
+        "  «Покинутая группа» (public group, id 1300000007, 1 message)"]
+    assert "no chat named or numbered 'нет' in this export; its chats: «" in nothing_selected(stats, "нет")
+
+
+def test_single_chat_export_of_a_personal_chat_is_read_only_when_named(tmp_path: Path) -> None:
+    from monitor.sources.export import ExportStats, nothing_selected
+
+    ok = {"type": "message", "date": "2025-01-01T00:00:00", "date_unixtime": "1735689600", "text": "привет"}
+    doc = _doc([{**ok, "id": 1}, {**ok, "id": 2}], name="Друг", type="personal_chat", id=42)
+    path = tmp_path / "chat.json"
+    path.write_bytes(doc)
+    for fh in (path.open("rb"), pipe(doc)):
+        stats = ExportStats()
+        assert list(read_export(fh, single_chat_any_type=False, stats=stats)) == []
+        assert [(c.chat.name, c.messages) for c in stats.skipped] == [("Друг", 2)]
+        assert nothing_selected(stats, None) == (
+            "this export is of «Друг» (personal chat, id 42, 2 messages), which is not a channel (tgmonitor "
+            "watches channels); to import it anyway: --channel Друг")
+    named = list(read_export(path.open("rb"), single_chat_any_type=False, select=chat_selector("друг")))
+    assert [it.post.message_id for it in named if it.post] == [1, 2]

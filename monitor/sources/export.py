@@ -9,11 +9,19 @@ Field notes (tdesktop ``export_output_json.cpp``): ``date`` is the exporting com
 ``date_unixtime`` (a string) is the truth; older exports lack ``date_unixtime`` and carry a numeric
 ``from_id``; ``text`` is a string or a list of strings and entity objects, ``text_entities`` always a
 list; service and unsupported messages are skipped. An export has no grouped id: an album is several
-media messages next to each other in the file with the same timestamp, sender and forward origin, ids within
-one album's span (a part deleted since leaves a gap), at most one of them with a caption (whichever part
-holds it); it becomes ONE post with the lowest id. Media messages
-that each carry a caption are separate posts even in the same second. tdesktop writes a control character
-in a text as ``\\xNN``, which is not JSON: the reader repairs it in the byte stream.
+media messages of one album kind next to each other in the file with the same timestamp, sender and forward
+origin, ids within one album's span (a part deleted since leaves a gap), at most one of them with a caption
+(whichever part holds it); it becomes ONE post with the lowest id. Album kinds are Telegram's: photos and
+videos group together, files (documents) only with files; a photo and a PDF sent in the same second are two
+posts. Media messages that each carry a caption are separate posts even in the same second. tdesktop writes a
+control character in a text as ``\\xNN``, which is not JSON: the reader repairs it in the byte stream.
+
+Hostile or wrong files fail early with one clear :class:`ExportError`: JSON nested far deeper than any export
+(a few hundred KB of brackets would otherwise take gigabytes in ijson), a top level that is a list, a file
+in another encoding than UTF-8 (named as such, not as "truncated"). What was passed over is counted in an
+optional :class:`ExportStats`: service messages, malformed messages, posts dated by local time only (old
+exports), and whole chats not selected (with their type and message count, so the caller can say which
+chats were skipped and how to pick one).
 
 Nothing here touches the database.
 """
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import IO, Any
 
@@ -32,8 +40,15 @@ from monitor.posts import ForwardOrigin, Post
 
 #: chat ``type`` values that are channels (what a full-account import takes by default)
 CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
-#: media keys whose messages can be parts of an album
-_ALBUM_MEDIA = ("photo", "file")
+#: how chat types are named to people (tdesktop ``export_output_json.cpp`` writes these)
+TYPE_NAMES = {"public_channel": "public channel", "private_channel": "private channel",
+              "personal_chat": "personal chat", "bot_chat": "bot chat", "private_group": "private group",
+              "private_supergroup": "private group", "public_supergroup": "public group",
+              "saved_messages": "saved messages", "replies": "replies", "verification_codes": "verification codes"}
+#: message ``type`` values that are not posts: nothing a reader said
+_SERVICE_TYPES = frozenset({"service", "unsupported"})
+#: ``media_type`` values of files that never form albums with anything (voice notes, round videos, stickers…)
+_NOT_ALBUM_MEDIA = frozenset({"sticker", "voice_message", "video_message", "audio_file", "animation"})
 #: raw keys worth keeping with the post: what the columns do not hold (media, signature, reply, bot).
 #: A plain text post keeps no raw at all: encoding a JSON document per post costs import speed.
 _RAW_KEYS = ("author", "saved_from", "reply_to_message_id", "reply_to_peer_id", "via_bot", "media_type",
@@ -62,6 +77,42 @@ class ExportChat:
     def is_channel(self) -> bool:
         return self.type in CHANNEL_TYPES
 
+    def describe(self, messages: int | None = None) -> str:
+        """``«Друг» (personal chat, id 42, 3 messages)``: how a chat is named in reports."""
+        kind = TYPE_NAMES.get(self.type or "", self.type or "type unknown")
+        facts = [kind, *([f"id {self.id}"] if self.id is not None else []),
+                 *([f"{messages} message{'s' if messages != 1 else ''}"] if messages is not None else [])]
+        return f"«{self.name or 'untitled'}» ({', '.join(facts)})"
+
+
+@dataclass(slots=True)
+class ChatStats:
+    """What the reader passed over in one chat, and how its dates were read."""
+
+    service: int = 0  # service and unsupported messages: nothing a reader said
+    malformed: int = 0  # not a message object, no numeric id, no readable date, an unknown type
+    local_dates: int = 0  # posts dated by ``date`` alone (no ``date_unixtime``): read in ``local_tz``
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedChat:
+    """A chat of the export that was not selected, with its number of messages."""
+
+    chat: ExportChat
+    messages: int
+
+
+@dataclass(slots=True)
+class ExportStats:
+    """Counts the reader fills as it goes (hand one to :func:`read_export`; read it when it is done)."""
+
+    chats: dict[int, ChatStats] = field(default_factory=dict)  # by ExportChat.index
+    skipped: list[SkippedChat] = field(default_factory=list)
+
+    def of(self, chat: ExportChat) -> ChatStats:
+        """The counts of one chat (zeros when nothing was passed over)."""
+        return self.chats.setdefault(chat.index, ChatStats())
+
 
 @dataclass(frozen=True, slots=True)
 class ExportItem:
@@ -74,11 +125,76 @@ class ExportItem:
 
 ChatFilter = Callable[[ExportChat], bool]
 
+#: chats named one by one in a report before "… and N more"
+_LIST_AT_MOST = 20
+
+
+def chat_notes(chat: ExportChat, counts: ChatStats, local_tz: tzinfo, *, redated: int = 0) -> list[str]:
+    """What an import report says about one imported chat beyond its counts: that it is not a channel, how
+    many malformed messages were passed over, that its dates were local times read in ``local_tz``."""
+    notes: list[str] = []
+    if chat.type is not None and not chat.is_channel:
+        notes.append(f"{chat.describe()} is not a channel (tgmonitor watches channels): imported because "
+                     f"--channel named it")
+    if counts.malformed:
+        notes.append(f"{_n(counts.malformed, 'malformed message')} skipped (not a message object, no numeric id "
+                     f"or no readable date)")
+    if counts.local_dates:
+        zone = str(getattr(local_tz, "key", None) or local_tz)
+        notes.append(f"{_n(counts.local_dates, 'post')} {'has' if counts.local_dates == 1 else 'have'} no "
+                     f"date_unixtime (an export made before 2021): "
+                     f"their local times were read as {zone}; if the exporting computer was in another zone, "
+                     f"import again with --timezone ZONE (e.g. Europe/Moscow) and the stored dates are corrected")
+    if redated:
+        notes.append(f"corrected the stored dates of {_n(redated, 'post')} (local times now read as "
+                     f"{getattr(local_tz, 'key', None) or local_tz})")
+    return notes
+
+
+def skipped_chats(stats: ExportStats) -> list[str]:
+    """Report lines for the chats of a full-account export that were not imported (name, type, messages)
+    and how to import one."""
+    if not stats.skipped:
+        return []
+    lines = [f"skipped {_n(len(stats.skipped), 'chat')} that {'is' if len(stats.skipped) == 1 else 'are'} not "
+             f"a channel; import one with --channel NAME (its title or id):"]
+    lines += [f"  {c.chat.describe(c.messages)}" for c in stats.skipped[:_LIST_AT_MOST]]
+    if len(stats.skipped) > _LIST_AT_MOST:
+        lines.append(f"  … and {len(stats.skipped) - _LIST_AT_MOST} more")
+    return lines
+
+
+def nothing_selected(stats: ExportStats, wanted: str | None) -> str:
+    """The error when no chat of the export was imported: which chats it holds and how to pick one."""
+    chats = [c.chat.describe(c.messages) for c in stats.skipped[:_LIST_AT_MOST]]
+    more = f"; … and {len(stats.skipped) - _LIST_AT_MOST} more" if len(stats.skipped) > _LIST_AT_MOST else ""
+    held = "; ".join(chats) + more
+    if wanted is not None:
+        return (f"no chat named or numbered {wanted!r} in this export"
+                + (f"; its chats: {held}" if held else " (it holds no chats)"))
+    if not stats.skipped:
+        return "this export holds no chats"
+    one = stats.skipped[0].chat
+    if len(stats.skipped) == 1:
+        return (f"this export is of {held}, which is not a channel (tgmonitor watches channels); to import it "
+                f"anyway: --channel {_quoted(one.name or str(one.id))}")
+    return (f"this export holds no channel: {held}; to import one of these chats anyway, name it: "
+            f"--channel NAME (its title or id)")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _quoted(name: str) -> str:
+    return name if re.fullmatch(r"[\w.@-]+", name) else '"' + name.replace('"', '\\"') + '"'
+
 
 def chat_selector(wanted: str | None) -> ChatFilter:
-    """A filter for ``--channel``: a chat's title (case-insensitive) or numeric id; all channels when None."""
+    """A filter for ``--channel``: a chat's title (case-insensitive) or numeric id; when None, every channel
+    (and a chat of no stated type: very old exports)."""
     if wanted is None:
-        return lambda chat: chat.is_channel
+        return lambda chat: chat.is_channel or chat.type is None
     text = wanted.strip()
     as_id: int | None = None
     if text.lstrip("-").isdigit():
@@ -100,6 +216,62 @@ def _repair(data: bytes) -> bytes:
     return _ESCAPE.sub(lambda m: b"\\u00" + m.group(1) if m.group(1) else m.group(0), data)
 
 
+#: An export nests a dozen containers at most (account → chats → list → chat → messages → message → poll →
+#: answers → answer → text → entity). ijson gives every event its path, a string as long as the nesting is
+#: deep, and its C backend holds all the events of one read at once: 200 KB of nested brackets took more than
+#: 20 GB. Anything nested deeper than this is not an export and is refused before the parser sees it.
+MAX_DEPTH = 64
+NOT_EXPORT = ("the file is JSON but not a Telegram Desktop export (no 'messages' list and no 'chats' section); "
+              "export with Telegram Desktop: chat menu → Export chat history → format: Machine-readable JSON")
+_ESCAPED = re.compile(rb"\\.", re.S)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_OPEN = frozenset(b"[{")
+
+
+class _Depth:
+    """How deep the JSON read so far nests, followed chunk by chunk with C-speed bytes operations (escapes
+    dropped, strings cut out, everything but brackets dropped; a Python loop only over the brackets of a
+    chunk that could pass the limit). Raises ExportError when the nesting passes MAX_DEPTH or the top level
+    is a list. Chunks never end inside an escape (``_Source`` holds a trailing backslash run back)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.root = False  # the first byte that is not whitespace was seen
+
+    def feed(self, chunk: bytes, at: int) -> None:
+        """Follow ``chunk``, which starts at byte ``at`` of the file."""
+        end = at + len(chunk)
+        if not self.root:
+            head = chunk.lstrip()
+            if not head:
+                return
+            self.root = True
+            if head.startswith(b"["):
+                raise ExportError(NOT_EXPORT.replace(" (no 'messages'", " (its top level is a list; no 'messages'"))
+        if b"\\" in chunk:
+            chunk = _ESCAPED.sub(b"", chunk)  # an escaped quote or backslash is no delimiter
+        # Split at the quotes: the pieces alternate between outside and inside a string (the first one is
+        # inside when a string ran on from the chunk before); only brackets outside strings nest.
+        parts = chunk.split(b'"')
+        start = 1 if self.in_string else 0
+        self.in_string = (start + len(parts) - 1) % 2 == 1
+        brackets = b"".join(parts[start::2]).translate(None, _NOT_BRACKET)
+        opens = brackets.count(b"[") + brackets.count(b"{")
+        if self.depth + opens <= MAX_DEPTH:
+            self.depth += 2 * opens - len(brackets)
+            return
+        depth = self.depth
+        for b in brackets:
+            depth += 1 if b in _OPEN else -1
+            if depth > MAX_DEPTH:
+                raise ExportError(f"the file is not a Telegram Desktop export: its JSON nests more than {MAX_DEPTH} "
+                                  f"levels deep within its first {end} bytes (an export nests about 10); export "
+                                  f"with Telegram Desktop, format \"Machine-readable JSON\", and import its "
+                                  f"result.json")
+        self.depth = depth
+
+
 class _Source:
     """The export as the JSON parser reads it: bytes counted as they are read (for the progress bar and
     error positions), a leading BOM dropped, tdesktop's ``\\xNN`` escapes repaired. A chunk never ends
@@ -112,12 +284,22 @@ class _Source:
         self.carry = b""
         self.first = True
         self.head = b""  # the file's first bytes, to name what it is when it is not JSON
+        self.last = b""  # the last bytes read, to name a byte that is not UTF-8
+        self.depth = _Depth()
+        self.out = 0  # bytes handed to the parser
 
     def read(self, n: int = -1) -> bytes:
+        chunk = self._read(n)
+        self.depth.feed(chunk, self.out)
+        self.out += len(chunk)
+        return chunk
+
+    def _read(self, n: int) -> bytes:
         while True:
             data = self.fh.read(n)
             if data:
                 self.pos += len(data)
+                self.last = data
                 if self.on_read is not None:
                     self.on_read(len(data))
             if len(self.head) < 64:
@@ -151,18 +333,21 @@ def read_export(
     single_chat_any_type: bool = True,
     local_tz: tzinfo = UTC,
     on_read: Callable[[int], None] | None = None,
+    stats: ExportStats | None = None,
 ) -> Iterator[ExportItem]:
     """Stream the posts of an export.
 
     Yields an item with ``post=None`` when a selected chat starts (so callers can link it to a channel),
     then one item per post in file order. ``select`` picks chats of a full-account export (default: the
-    channels); a single-chat export is always read when ``single_chat_any_type``. ``local_tz`` is the
-    exporting computer's zone, used only for old exports without ``date_unixtime``.
+    channels); a single-chat export is always read when ``single_chat_any_type``, else only when selected.
+    ``local_tz`` is the exporting computer's zone, used only for old exports without ``date_unixtime``
+    (such a post keeps the exported local time in ``raw["date_local"]``). ``stats``, when given, counts what
+    was passed over, per chat, and lists the chats not selected.
 
-    Raises :class:`ExportError` for a file that is not JSON or not an export, and, after yielding every
-    complete post before the break, for a truncated file (``truncated=True``)."""
+    Raises :class:`ExportError` for a file that is not JSON, not an export or not UTF-8, and, after yielding
+    every complete post before the break, for a truncated file (``truncated=True``)."""
     select = select or chat_selector(None)
-    state = _State(select, single_chat_any_type, local_tz)
+    state = _State(select, single_chat_any_type, local_tz, stats if stats is not None else ExportStats())
     meta = _sniff(fh) if fh.seekable() else None
     src = _Source(fh, on_read)
     try:
@@ -174,29 +359,29 @@ def read_export(
             state.start_chat(single=True)
             if state.chat is not None and state.active:
                 yield ExportItem(state.chat, None)
-            for msg in ijson.items(src, "messages.item", use_float=True):
-                yield from state.message(msg)
+                for msg in ijson.items(src, "messages.item", use_float=True):
+                    yield from state.message(msg)
+            elif state.chat is not None:
+                state.stats.skipped.append(SkippedChat(state.chat, sum(
+                    1 for _ in ijson.items(src, "messages.item", use_float=True))))
         else:
             for prefix, event, value in ijson.parse(src, use_float=True):
                 yield from state.feed(prefix, event, value)
-    except ijson.IncompleteJSONError as exc:
-        if not state.started:
-            raise ExportError(_not_json(exc, src.head)) from None
-        yield from state.flush()
-        raise ExportError(f"the file breaks off near byte {src.pos}: it is truncated or damaged ({_why(exc)})",
-                          truncated=True) from None
     except ijson.JSONError as exc:
+        if (encoding := _not_utf8(exc, src)) is not None:
+            raise ExportError(encoding) from None
         if not state.started:
             raise ExportError(_not_json(exc, src.head)) from None
         yield from state.flush()
+        if isinstance(exc, ijson.IncompleteJSONError):
+            raise ExportError(f"the file breaks off near byte {src.pos}: it is truncated or damaged ({_why(exc)})",
+                              truncated=True) from None
         raise ExportError(f"invalid JSON near byte {src.pos} ({_why(exc)})", truncated=True) from None
-    except UnicodeDecodeError:
-        raise ExportError("the file is not UTF-8 JSON text") from None
+    except UnicodeDecodeError as exc:
+        raise ExportError(_not_utf8(exc, src) or "the file is not UTF-8 JSON text") from None
     yield from state.flush()
     if not state.is_export:
-        raise ExportError("the file is JSON but not a Telegram Desktop export (no 'messages' list and no "
-                          "'chats' section); export with Telegram Desktop: chat menu → Export chat history → "
-                          "format: Machine-readable JSON")
+        raise ExportError(NOT_EXPORT)
 
 
 def _sniff(fh: IO[bytes]) -> dict[str, Any] | None:
@@ -217,13 +402,41 @@ def _sniff(fh: IO[bytes]) -> dict[str, Any] | None:
                 break
     except (ijson.JSONError, UnicodeDecodeError):
         found = False
-    fh.seek(start)
+    finally:
+        fh.seek(start)
     return meta if found else None
 
 
 def _why(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
+
+
+def _not_utf8(exc: Exception, src: _Source) -> str | None:
+    """The message for a file that is not UTF-8 (re-saved as Windows-1251, say), or None when the parser's
+    error is about something else. yajl says "invalid bytes in UTF8 string"; the bytes last read tell where."""
+    if src.head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return ("the file is UTF-16 text, not UTF-8: import the result.json exactly as Telegram Desktop wrote it "
+                "(an editor re-saved this one as \"Unicode\")")
+    said = "UTF8" in str(exc) or isinstance(exc, UnicodeDecodeError)
+    data, base = src.last, src.pos - len(src.last)
+    lead = 0
+    while lead < min(3, len(data)) and 0x80 <= data[lead] < 0xC0:
+        lead += 1  # the read began inside a character whose first bytes came with the read before
+    where: int | None = None
+    try:
+        data[lead:].decode("utf-8")
+    except UnicodeDecodeError as bad:
+        if bad.reason == "unexpected end of data":
+            # A character cut off by the end of the file: the parser reads on across reads, so only the
+            # file's end cuts one. That is a truncated file, not another encoding.
+            return None
+        where = lead + bad.start
+    if where is None and not said:
+        return None
+    at = f" (byte 0x{data[where]:02X} at byte {base + where})" if where is not None else ""
+    return (f"the file is not UTF-8 text{at}: it was probably re-saved in another encoding (such as "
+            f"Windows-1251); import the result.json exactly as Telegram Desktop wrote it, or convert it to UTF-8")
 
 
 def _not_json(exc: Exception, head: bytes = b"") -> str:
@@ -236,10 +449,13 @@ def _not_json(exc: Exception, head: bytes = b"") -> str:
 class _State:
     """The event-driven reader: chat metadata, the message being built, the album being assembled."""
 
-    def __init__(self, select: ChatFilter, single_any: bool, local_tz: tzinfo) -> None:
+    def __init__(self, select: ChatFilter, single_any: bool, local_tz: tzinfo, stats: ExportStats) -> None:
         self.select = select
         self.single_any = single_any
         self.local_tz = local_tz
+        self.stats = stats
+        self.counts = ChatStats()  # the current chat's
+        self.passed = 0  # messages of the current chat when it is not selected
         self.started = False  # one JSON event parsed: the file is JSON
         self.is_export = False
         self.chat_index = -1
@@ -282,16 +498,30 @@ class _State:
             if self.active and self.chat is not None:
                 yield ExportItem(self.chat, None)
             return
-        if event == "start_map" and self.active and prefix in ("messages.item", "chats.list.item.messages.item",
-                                                               "left_chats.list.item.messages.item"):
+        if event in ("string", "number", "boolean", "null", "start_array") and prefix in (
+                "messages.item", "chats.list.item.messages.item", "left_chats.list.item.messages.item"):
+            # a list item that is not an object (a string, a number, a list): not a message
+            if self.active:
+                yield from self.message(value if event != "start_array" else [])
+            else:
+                self.passed += 1
+            return
+        if event == "start_map" and prefix in ("messages.item", "chats.list.item.messages.item",
+                                               "left_chats.list.item.messages.item"):
+            if not self.active:
+                self.passed += 1  # a chat not selected: counted for the report, not built
+                return
             self.msg_prefix = prefix
             self.builder = ijson.ObjectBuilder()
             self.builder.event(event, value)
             return
-        if event == "end_array" and self.active and prefix in ("messages", "chats.list.item.messages",
-                                                               "left_chats.list.item.messages"):
-            yield from self.flush()
-            self.active = False
+        if event == "end_array" and prefix in ("messages", "chats.list.item.messages",
+                                               "left_chats.list.item.messages"):
+            if self.active:
+                yield from self.flush()
+                self.active = False
+            elif self.chat is not None:
+                self.stats.skipped.append(SkippedChat(self.chat, self.passed))
             return
         if prefix in ("chats", "left_chats") and event == "start_map":
             self.is_export = True
@@ -304,11 +534,16 @@ class _State:
                                type=self.meta.get("type") if isinstance(self.meta.get("type"), str) else None,
                                id=cid, index=max(self.chat_index, 0))
         self.active = (single and self.single_any) or self.select(self.chat)
-        self.album, self.skipped = [], 0
+        self.album, self.skipped, self.passed = [], 0, 0
+        self.counts = self.stats.of(self.chat) if self.active else ChatStats()
 
     def message(self, msg: Any) -> Iterator[ExportItem]:
         if not isinstance(msg, dict) or msg.get("type") != "message" or not isinstance(msg.get("id"), int | float):
-            self.skipped += 1  # service, unsupported or malformed: nothing a reader said
+            self.skipped += 1  # passed over: counted in the next item (how many messages a chat had)
+            if isinstance(msg, dict) and msg.get("type") in _SERVICE_TYPES:
+                self.counts.service += 1  # service or unsupported: nothing a reader said
+            else:
+                self.counts.malformed += 1
             return
         if self.album and not _same_album(self.album, msg):
             yield from self.flush()
@@ -357,12 +592,18 @@ class _State:
         date = _date(first, "date", self.local_tz)
         if date is None:
             self.skipped += len(group)
+            self.counts.malformed += len(group)
             return None
         edit_dates = [d for d in (_date(m, "edited", self.local_tz) for m in group) if d is not None]
         forward = _forward(first)
         raw = {k: first[k] for k in _RAW_KEYS if k in first}
         if len(group) > 1:
             raw["album_parts"] = ids
+        if _unix(first, "date") is None:
+            # An old export: the time is the exporting computer's local time, read in local_tz. Kept as
+            # written, so a later import with the right --timezone can tell which stored dates to correct.
+            raw["date_local"] = first.get("date")
+            self.counts.local_dates += 1
         return Post(
             message_id=ids[0], date=date, text=text, edit_date=max(edit_dates) if edit_dates else None,
             forward=forward, album_id=ids[0] if len(group) > 1 else None,
@@ -383,18 +624,35 @@ def _forward(msg: dict[str, Any]) -> ForwardOrigin | None:
     return ForwardOrigin(channel_id=channel_id, name=name if isinstance(name, str) and name else None)
 
 
+def _album_kind(msg: dict[str, Any]) -> str | None:
+    """Which album a media message could be part of: ``"visual"`` (photos and videos, which Telegram groups
+    together), ``"files"`` (documents: grouped only with documents), None (no media, or media that never
+    form an album: stickers, GIFs, voice notes, round videos, music)."""
+    if "photo" in msg:
+        return "visual"
+    if "file" not in msg:
+        return None
+    kind = msg.get("media_type")
+    if kind == "video_file":
+        return "visual"
+    if kind is None:
+        return "files"
+    return None if kind in _NOT_ALBUM_MEDIA else "other"
+
+
 def _album_part(msg: dict[str, Any]) -> bool:
-    return any(k in msg for k in _ALBUM_MEDIA) and msg.get("media_type") not in (
-        "sticker", "voice_message", "video_message", "audio_file", "animation")
+    return _album_kind(msg) is not None
 
 
 def _same_album(group: list[dict[str, Any]], msg: dict[str, Any]) -> bool:
-    """Album parts: the next message of the file, media on each, the same second, the same sender and
-    forward origin, ids within one album's span (at most 10 items with consecutive ids; a part deleted
-    since leaves a gap, which is why the ids need not be consecutive)."""
+    """Album parts: the next message of the file, media of the same album kind on each (a photo and a PDF of
+    the same second are two posts), the same second, the same sender and forward origin, ids within one
+    album's span (at most 10 items with consecutive ids; a part deleted since leaves a gap, which is why the
+    ids need not be consecutive)."""
     last = group[-1]
     mid = int(msg["id"])
-    return (_album_part(msg) and int(last["id"]) < mid < int(group[0]["id"]) + 10
+    return (_album_kind(msg) is not None and _album_kind(msg) == _album_kind(group[0])
+            and int(last["id"]) < mid < int(group[0]["id"]) + 10
             and _stamp(msg) == _stamp(last) and msg.get("from_id") == last.get("from_id")
             and msg.get("forwarded_from") == last.get("forwarded_from")
             and msg.get("forwarded_from_id") == last.get("forwarded_from_id"))
@@ -451,11 +709,19 @@ def _plain(value: Any) -> str:
     return ""
 
 
-def _date(msg: dict[str, Any], key: str, local_tz: tzinfo) -> datetime | None:
-    """``<key>_unixtime`` (epoch seconds as a string), else ``<key>`` read as the exporter's local time."""
+def _unix(msg: dict[str, Any], key: str) -> int | None:
+    """``<key>_unixtime`` (epoch seconds, written as a string), when the message has a readable one."""
     unix = msg.get(f"{key}_unixtime")
     if isinstance(unix, str | int | float) and str(unix).strip().lstrip("-").isdigit():
-        return datetime.fromtimestamp(int(unix), UTC)
+        return int(unix)
+    return None
+
+
+def _date(msg: dict[str, Any], key: str, local_tz: tzinfo) -> datetime | None:
+    """``<key>_unixtime`` (epoch seconds as a string), else ``<key>`` read as the exporter's local time."""
+    unix = _unix(msg, key)
+    if unix is not None:
+        return datetime.fromtimestamp(unix, UTC)
     local = msg.get(key)
     if isinstance(local, str) and local:
         try:
