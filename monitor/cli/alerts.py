@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import click
@@ -77,12 +75,13 @@ def alerts_list(state: CliState, status: str | None, limit: int | None, fmt: str
         for d in docs:
             click.echo(json.dumps(d, ensure_ascii=False))
     elif fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(docs[0]) if docs else list(_FIELDS))
-        w.writeheader()
+        from monitor.archive import csv_line  # spreadsheet-safe cells, like every other CSV we write
+
+        lines = [csv_line(_FIELDS)]
         for d in docs:
-            w.writerow({k: (", ".join(v) if isinstance(v, list) else v) for k, v in d.items()})
-        click.echo(buf.getvalue(), nl=False)
+            lines.append(csv_line(", ".join(v) if isinstance(v, list) else ("" if v is None else v)
+                                  for v in (d.get(k) for k in _FIELDS)))
+        click.echo("\n".join(lines))
     else:
         if not rows:
             click.echo("no alerts")
