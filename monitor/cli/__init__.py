@@ -6,6 +6,7 @@ from monitor.cli import (  # noqa: F401
     archive,
     backfill,
     core,
+    dashboard,
     demo,
     importer,
     login,

@@ -1,0 +1,246 @@
+"""The few reads only the dashboard needs, beside the shared ones it calls directly (``monitor.archive`` for
+mentions, search, stats and export; ``monitor.health.status_snapshot`` for channel health;
+``monitor.alerts.outbox`` for the outbox). Each is one or two indexed queries: every page stays fast on a
+million-post archive.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from monitor import models as m
+from monitor.health import channel_subject
+from monitor.posts import channel_label, message_link
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A stored channel: its row id (the page URL), label, and the filter value the archive understands."""
+
+    id: int
+    label: str
+    ref: str  # "@name", the numeric id, or the title: what --channel accepts
+    subject: str  # how status_snapshot names it
+    username: str | None
+    title: str | None
+    tg_id: int | None
+
+
+async def channels(engine: AsyncEngine) -> list[ChannelRef]:
+    """Every stored channel (a small table), ordered by label."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(m.Channel.id, m.Channel.username, m.Channel.title, m.Channel.tg_id))).all()
+    out = [ChannelRef(cid, channel_label(u, t, g), f"@{u}" if u else str(g) if g is not None else (t or str(cid)),
+                      channel_subject(u, g), u, t, g) for cid, u, t, g in rows]
+    return sorted(out, key=lambda c: c.label.casefold())
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRow:
+    id: str
+    name: str
+    silent: bool
+    posts: int  # posts mentioning it (the stats rollup)
+
+
+async def entities(engine: AsyncEngine) -> list[EntityRow]:
+    """Every stored entity with the number of posts mentioning it, most mentioned first (from the rollup)."""
+    async with engine.connect() as conn:
+        names = (await conn.execute(select(m.Entity.id, m.Entity.name, m.Entity.silent))).all()
+        totals = dict((await conn.execute(select(m.MentionDay.entity_id, func.sum(m.MentionDay.posts))
+                                          .group_by(m.MentionDay.entity_id))).all())
+    rows = [EntityRow(eid, name, bool(silent), int(totals.get(eid) or 0)) for eid, name, silent in names]
+    return sorted(rows, key=lambda e: (-e.posts, e.name.casefold()))
+
+
+@dataclass(frozen=True, slots=True)
+class PagePost:
+    """What a feed card needs beyond the mention: the post's channel, version, text and its other channels."""
+
+    channel_id: int
+    version: int
+    text: str
+    also_in: list[str]
+
+
+async def page_posts(engine: AsyncEngine, post_ids: Sequence[int], *, limit: int = 6) -> dict[int, PagePost]:
+    """For a page of posts: channel, version, text, and the other channels carrying the same story (the same
+    text, ``text_hash``, or a forward of the same original message). Two indexed queries per page."""
+    if not post_ids:
+        return {}
+    async with engine.connect() as conn:
+        page = (await conn.execute(
+            select(m.Post.id, m.Post.channel_id, m.Post.version, m.Post.text, m.Post.text_hash,
+                   m.Post.fwd_channel_id, m.Post.fwd_message_id, m.Post.message_id, m.Channel.tg_id)
+            .join(m.Channel, m.Channel.id == m.Post.channel_id).where(m.Post.id.in_(list(post_ids))))).all()
+        hashes = {r.text_hash for r in page if r.text_hash}
+        stories = {(r.fwd_channel_id, r.fwd_message_id) for r in page if r.fwd_channel_id and r.fwd_message_id}
+        stories |= {(r.tg_id, r.message_id) for r in page if r.tg_id}
+        conds = [m.Post.text_hash.in_(sorted(hashes))] if hashes else []
+        for c, mid in sorted(stories)[:200]:  # forwards of the same original, and the original itself
+            conds.append((m.Post.fwd_channel_id == c) & (m.Post.fwd_message_id == mid))
+            conds.append((m.Channel.tg_id == c) & (m.Post.message_id == mid))
+        others = (await conn.execute(
+            select(m.Post.channel_id, m.Post.text_hash, m.Post.fwd_channel_id, m.Post.fwd_message_id,
+                   m.Post.message_id, m.Channel.tg_id, m.Channel.username, m.Channel.title)
+            .join(m.Channel, m.Channel.id == m.Post.channel_id).where(or_(*conds)).limit(2000))).all() if conds else []
+    out: dict[int, PagePost] = {}
+    for p in page:
+        story = {k for k in ((p.fwd_channel_id, p.fwd_message_id), (p.tg_id, p.message_id)) if None not in k}
+        labels: dict[str, None] = {}
+        for o in others:
+            if o.channel_id != p.channel_id and (
+                    (p.text_hash and o.text_hash == p.text_hash) or (o.fwd_channel_id, o.fwd_message_id) in story
+                    or (o.tg_id, o.message_id) in story):
+                labels[channel_label(o.username, o.title, o.tg_id)] = None
+        out[p.id] = PagePost(p.channel_id, p.version, p.text, list(labels)[:limit])
+    return out
+
+
+async def alert_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Outbox rows per status (every status present, zero included)."""
+    async with engine.connect() as conn:
+        rows = dict((await conn.execute(select(m.Alert.status, func.count()).group_by(m.Alert.status))).all())
+    return {s: int(rows.get(s, 0)) for s in ("pending", "sent", "failed", "silent")} | {
+        k: int(v) for k, v in rows.items()}
+
+
+# --------------------------------------------------------------------------------------------- channel
+
+
+@dataclass(frozen=True, slots=True)
+class PostRow:
+    id: int
+    message_id: int
+    date: datetime
+    text: str
+    version: int
+    deleted: bool
+    views: int | None
+    link: str
+
+
+async def channel_posts(engine: AsyncEngine, ch: ChannelRef, *, before: int | None, limit: int
+                        ) -> tuple[list[PostRow], int, bool]:
+    """A page of the channel's posts, newest message first, after message id ``before`` (keyset on the
+    (channel, message id) unique index); with the channel's post total and whether more follow."""
+    async with engine.connect() as conn:
+        q = (select(m.Post.id, m.Post.message_id, m.Post.date, m.Post.text, m.Post.version, m.Post.deleted,
+                    m.Post.views).where(m.Post.channel_id == ch.id)
+             .order_by(m.Post.message_id.desc()).limit(limit + 1))
+        if before is not None:
+            q = q.where(m.Post.message_id < before)
+        rows = (await conn.execute(q)).all()
+        total = int((await conn.execute(select(func.count()).select_from(m.Post)
+                                        .where(m.Post.channel_id == ch.id))).scalar_one())
+    posts = [PostRow(r.id, r.message_id, r.date, r.text, r.version, bool(r.deleted), r.views,
+                     message_link(ch.username, ch.tg_id, r.message_id)) for r in rows[:limit]]
+    return posts, total, len(rows) > limit
+
+
+async def edited_posts(engine: AsyncEngine, ch: ChannelRef, *, limit: int) -> tuple[list[PostRow], int]:
+    """The channel's edited posts (an earlier version is stored), most recently edited first, and how many."""
+    async with engine.connect() as conn:
+        last_edit = func.max(m.PostVersion.recorded_at).label("last_edit")
+        base = (select(m.Post.id, m.Post.message_id, m.Post.date, m.Post.text, m.Post.version, m.Post.deleted,
+                       m.Post.views, last_edit)
+                .join(m.PostVersion, m.PostVersion.post_id == m.Post.id).where(m.Post.channel_id == ch.id)
+                .group_by(m.Post.id, m.Post.message_id, m.Post.date, m.Post.text, m.Post.version, m.Post.deleted,
+                          m.Post.views))
+        rows = (await conn.execute(base.order_by(last_edit.desc()).limit(limit))).all()
+        total = int((await conn.execute(select(func.count(func.distinct(m.PostVersion.post_id)))
+                                        .join(m.Post, m.Post.id == m.PostVersion.post_id)
+                                        .where(m.Post.channel_id == ch.id))).scalar_one())
+    return [PostRow(r.id, r.message_id, r.date, r.text, r.version, bool(r.deleted), r.views,
+                    message_link(ch.username, ch.tg_id, r.message_id)) for r in rows], total
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    version: int
+    text: str
+    edit_date: datetime | None
+    current: bool
+
+
+async def post_versions(engine: AsyncEngine, ch: ChannelRef, message_id: int) -> tuple[PostRow, list[Version]] | None:
+    """One post and every stored version of its text, oldest first (the current one last)."""
+    async with engine.connect() as conn:
+        r = (await conn.execute(select(m.Post.id, m.Post.message_id, m.Post.date, m.Post.text, m.Post.version,
+                                       m.Post.deleted, m.Post.views, m.Post.edit_date)
+                                .where(m.Post.channel_id == ch.id, m.Post.message_id == message_id))).first()
+        if r is None:
+            return None
+        old = (await conn.execute(select(m.PostVersion.version, m.PostVersion.text, m.PostVersion.edit_date)
+                                  .where(m.PostVersion.post_id == r.id).order_by(m.PostVersion.version))).all()
+    post = PostRow(r.id, r.message_id, r.date, r.text, r.version, bool(r.deleted), r.views,
+                   message_link(ch.username, ch.tg_id, r.message_id))
+    versions = [Version(v.version, v.text, v.edit_date, False) for v in old if v.version != r.version]
+    versions.append(Version(r.version, r.text, r.edit_date, True))
+    return post, versions
+
+
+# --------------------------------------------------------------------------------------------- latency
+
+
+@dataclass(slots=True)
+class Latency:
+    """Post → alert delays of one channel over the window, in seconds."""
+
+    channel: str
+    alerts: int
+    p50: float
+    p95: float
+    seen_p50: float | None = None  # from when we first had the post (``posts.seen_at``, when stored)
+    seen_p95: float | None = None
+
+
+def _p95(values: list[float]) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def has_seen_at() -> bool:
+    """Whether this schema records when a post was first seen (issue 12's ``posts.seen_at``)."""
+    return "seen_at" in m.Post.__table__.c
+
+
+async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency]:
+    """Per channel, the median and 95th percentile of post date → alert sent over the last ``hours``
+    (match alerts only; a backfilled or imported post that alerts late is still a late alert). When posts
+    record ``seen_at``, also seen → sent: the part of the delay that is ours rather than the poll's."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    seen = has_seen_at()
+    cols = [m.Channel.username, m.Channel.title, m.Channel.tg_id, m.Post.date, m.Alert.sent_at]
+    if seen:
+        cols.append(m.Post.__table__.c.seen_at)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(*cols).join(m.Post, m.Post.id == m.Alert.post_id).join(m.Channel, m.Channel.id == m.Post.channel_id)
+            .where(m.Alert.status == "sent", m.Alert.kind == "match", m.Alert.sent_at >= since))).all()
+    by: dict[str, tuple[list[float], list[float]]] = {}
+    for r in rows:
+        lab = channel_label(r.username, r.title, r.tg_id)
+        d, s = by.setdefault(lab, ([], []))
+        d.append(max(0.0, (r.sent_at - r.date).total_seconds()))
+        if seen and r.seen_at is not None:
+            seen_at = r.seen_at if r.seen_at.tzinfo else r.seen_at.replace(tzinfo=UTC)
+            s.append(max(0.0, (r.sent_at - seen_at).total_seconds()))
+    out = []
+    for lab, (d, s) in sorted(by.items()):
+        out.append(Latency(lab, len(d), statistics.median(d), _p95(d),
+                           statistics.median(s) if s else None, _p95(s) if s else None))
+    return out
+
+
+def month_ago(today: date | None = None, days: int = 30) -> datetime:
+    """Midnight UTC ``days - 1`` days before today: a whole-day range the stats rollup answers."""
+    d = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
