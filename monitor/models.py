@@ -19,6 +19,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -108,6 +110,9 @@ class Post(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "message_id", name="uq_posts_channel_message"),
         Index("ix_posts_date", "date"),
+        # posts polling caught because push missed them, counted per channel (``status``, metrics)
+        Index("ix_posts_push_missed", "channel_id", sqlite_where=text("push_missed"),
+              postgresql_where=text("push_missed")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -131,6 +136,12 @@ class Post(Base):
     text_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # normalised text, for reposts
     raw: Mapped[dict[str, Any] | None]
     stored_at: Mapped[datetime] = mapped_column(default=now)
+    # How the post first reached us (push | poll | backfill | import | web; NULL before migration 0008) and
+    # when (the update's arrival for push, else the fetch): post date → seen_at → alert sent_at is the latency.
+    arrival: Mapped[str | None] = mapped_column(String(16))
+    seen_at: Mapped[datetime | None]
+    # A post of a channel covered by push updates that only a reconciling poll delivered: push missed it.
+    push_missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # SQLite only: the text with each word replaced by its lemma, indexed by the FTS5 table posts_fts
     # (monitor/fulltext.py); NULL there means "not indexed yet". PostgreSQL indexes the text itself.
     search_lemmas: Mapped[str | None] = mapped_column(Text)
