@@ -45,7 +45,6 @@ from monitor.alerts import outbox
 from monitor.archive import ArchiveError, Filters, Mention
 from monitor.config import Settings
 from monitor.dashboard import queries, render
-from monitor.db import sessionmaker
 from monitor.dashboard.i18n import Translator, translator
 from monitor.dashboard.security import (
     CSRF_FIELD,
@@ -58,6 +57,7 @@ from monitor.dashboard.security import (
     session_value,
     token_matches,
 )
+from monitor.db import sessionmaker
 from monitor.health import status_snapshot
 from monitor.logs import redact, register_secret, register_url_secrets
 from monitor.matching import EntitySpec, Watchlist

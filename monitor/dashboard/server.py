@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.config import Settings
 from monitor.config.values import is_loopback, parse_listen
+from monitor.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ class DashboardServer:
             raise DashboardError(f"the database is at revision {current or 'none (empty)'}, this version reads "
                                  f"{head}: run `tgmonitor db upgrade` (or start `tgmonitor run`, which upgrades)")
 
-    async def serve(self) -> None:
-        """Serve until :meth:`stop` (or, standalone, SIGINT/SIGTERM)."""
+    async def serve(self, sock: socket.socket | None = None) -> None:
+        """Serve until :meth:`stop` (or, standalone, SIGINT/SIGTERM); ``sock``: already bound by :meth:`bind`."""
         from monitor.dashboard.app import create_app
         from monitor.db import create_engine
 
@@ -102,7 +103,7 @@ class DashboardServer:
         try:
             if not self.embedded:
                 await self.check_schema(engine)
-            sock = self.bind()
+            sock = sock or self.bind()
             app = create_app(self.settings, engine, token=self.token)
             # proxy_headers: behind a TLS proxy on this machine, X-Forwarded-Proto makes the cookies Secure
             config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=True,
@@ -121,3 +122,21 @@ class DashboardServer:
         """Ask the server to finish its requests and stop (serve() then returns)."""
         if self._server is not None:
             self._server.should_exit = True
+
+
+def start_in_service(settings: Settings, engine: AsyncEngine,
+                     spawn: Callable[[Awaitable[None], str], None]) -> DashboardServer | None:
+    """``[web] listen`` in ``tgmonitor run``: serve the dashboard over the service's engine as a background task
+    (``spawn``). Like the metrics endpoint, an address that cannot be bound is logged, not fatal: alerts go on.
+    The caller stops it with :meth:`DashboardServer.stop` when the service stops."""
+    if not settings.dashboard.listen:
+        return None
+    try:
+        server = DashboardServer(settings, engine=engine, embedded=True)
+        sock = server.bind()
+    except DashboardError as exc:
+        event(log, logging.ERROR, "dashboard not started", error=str(exc))
+        return None
+    spawn(server.serve(sock), "dashboard")
+    event(log, logging.INFO, "dashboard", url=server.url)
+    return server

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -42,6 +43,9 @@ from monitor.service.reload import Reloader
 from monitor.service.runners import Runners
 from monitor.service.telegram import SetupError, TelegramLink
 
+if TYPE_CHECKING:
+    from monitor.dashboard.server import DashboardServer
+
 
 class Service:
     """The ``tgmonitor run`` process. ``await Service(settings, config_path).run()`` returns the exit code."""
@@ -60,6 +64,7 @@ class Service:
         self.reloader = Reloader(ctx, self.book, self.runners, self.poller, self.leaser)
         ctx.status_hook = self.health.update_status
         self.signals = 0
+        self.web: DashboardServer | None = None  # [web] listen: the dashboard, served by this process too
 
     @property
     def settings(self) -> Settings:
@@ -144,6 +149,10 @@ class Service:
             # Alone on this database: requests left "running" by a crashed process are ours to resume.
             await backfill_queue.requeue_running(rt.engine)
         ctx.metrics.serve(s.metrics.listen)
+        if s.dashboard.listen:
+            from monitor.dashboard.server import start_in_service
+
+            self.web = start_in_service(s, rt.engine, ctx.spawn)
 
         sched = ctx.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
         sched.start()
@@ -185,6 +194,8 @@ class Service:
         ctx = self.ctx
         ctx.stopping = True
         ctx.notifier.stopping("stopping: finishing the work in flight")
+        if self.web is not None:
+            self.web.stop()  # its task finishes the requests in flight and ends within the grace below
         t0 = time.monotonic()
         if ctx.scheduler is not None:
             ctx.scheduler.pause()  # no new job runs; the running ones finish below
