@@ -27,6 +27,9 @@ def test_wheel_carries_alembic_and_runs_db_upgrade(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "monitor/_alembic/env.py" in names
     assert any(n.startswith("monitor/_alembic/versions/0001") for n in names)
+    # the dashboard's templates and static files ship too (no build step at install time)
+    assert {"monitor/dashboard/templates/base.html", "monitor/dashboard/static/style.css",
+            "monitor/dashboard/static/app.js"} <= set(names)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "elsewhere"

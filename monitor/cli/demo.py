@@ -30,4 +30,11 @@ def demo_cmd(keep: Path | None) -> None:
         code = demo(click.echo, keep=keep)
     except Exception as exc:  # the first command a newcomer runs must never end in a traceback
         fail(f"the demo failed: {type(exc).__name__}: {exc}", EXIT_FAILURE)
+    if code == 0:  # the last word: where to look at the results with something better than a terminal
+        if keep is not None:
+            click.echo(f"\nBrowse it in the web dashboard:  tgmonitor --config {keep / 'tgmonitor.toml'} web"
+                       "   then open http://127.0.0.1:8080/")
+        else:
+            click.echo("\nTo browse the results in the web dashboard, keep them:  tgmonitor demo --keep DIR"
+                       "  then  tgmonitor --config DIR/tgmonitor.toml web")
     raise SystemExit(code)

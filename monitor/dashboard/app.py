@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -291,17 +291,29 @@ async def filter_choices(dash: Dashboard) -> tuple[list[queries.EntityRow], list
 
 async def overview_page(dash: Dashboard, request: Request) -> Response:
     """Channels and their health, open incidents, outbox counts, alert latency, the 30-day chart."""
-    snap, stats, latency, chans = await asyncio.gather(
-        status_snapshot(dash.engine, dash.settings),
-        archive.stats(dash.engine, filters=Filters(since=queries.month_ago()), by="day", with_rows=False),
-        queries.alert_latency(dash.engine),
+    snap, (chart_end, stats), latency, chans = await asyncio.gather(
+        status_snapshot(dash.engine, dash.settings), _chart_stats(dash), queries.alert_latency(dash.engine),
         queries.channels(dash.engine))
     t = tr(request)
     top = [e for e in stats.entities if e.total][:TOP_ENTITIES]
-    chart = render.line_chart(stats.periods, [(e.entity, e.series) for e in top], title=t("overview.chart"))
-    ids = {c.subject: c.id for c in chans}
-    return page(dash, request, "overview.html", snap=snap, channel_ids=ids, chart=chart, top=top,
-                latency=latency, seen_column=queries.has_seen_at())
+    title = t("overview.chart") if chart_end is None else t("overview.chart_until", day=chart_end.isoformat())
+    chart = render.line_chart(stats.periods, [(e.entity, e.series) for e in top], title=title)
+    return page(dash, request, "overview.html", snap=snap, channels={c.subject: c for c in chans}, chart=chart,
+                chart_title=title, top=top, latency=latency, seen_column=queries.has_seen_at())
+
+
+async def _chart_stats(dash: Dashboard) -> tuple[date | None, archive.Stats]:
+    """Mentions per day of the last 30 days (whole days: the rollup answers); an archive with none then (a
+    kept demo, an import of old history) shows the 30 days up to its newest mention instead."""
+    st = await archive.stats(dash.engine, filters=Filters(since=queries.month_ago()), by="day", with_rows=False)
+    if any(e.total for e in st.entities):
+        return None, st
+    last = await queries.last_mention_day(dash.engine)
+    if last is None:
+        return None, st
+    until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    return last, await archive.stats(dash.engine, filters=Filters(since=queries.month_ago(last), until=until),
+                                     by="day", with_rows=False)
 
 
 async def mentions_page(dash: Dashboard, request: Request) -> Response:
@@ -375,11 +387,16 @@ async def explain(dash: Dashboard, spec: EntitySpec) -> dict[str, list[str]]:
     return dash.forms[spec.id]
 
 
-def _range_by(request: Request, form: FilterForm) -> tuple[Filters, str]:
-    """The entity page's range (default: the last 90 days) and period (day up to ~3 months, then week)."""
+async def _range_by(dash: Dashboard, request: Request, form: FilterForm, entity_id: str) -> tuple[Filters, str]:
+    """The entity page's range and period. Default: the 90 days up to today, or up to the entity's newest
+    mention when that is older (old history still draws); by day up to ~3 months, then by week."""
     f = form.filters
     if f.since is None and f.until is None:
-        f = Filters(f.entities, f.channels, queries.month_ago(days=90), None)
+        last = await queries.last_mention_day(dash.engine, entity_id)
+        until = None
+        if last is not None and last < datetime.now(UTC).date() - timedelta(days=89):
+            until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        f = Filters(f.entities, f.channels, queries.month_ago(last if until else None, days=90), until)
     by = request.query_params.get("by", "")
     if by not in archive.PERIODS:
         end = f.until or datetime.now(UTC)
@@ -396,7 +413,7 @@ async def entity_page(dash: Dashboard, request: Request) -> Response:
     if row is None:
         raise HTTPException(404, f"no entity with id {entity_id!r}")
     form = read_filters(request)
-    f, by = _range_by(request, form)
+    f, by = await _range_by(dash, request, form, row.id)
     f = Filters([row.id], f.channels, f.since, f.until)
     spec = _spec(dash, row.id)
     st, latest, total, forms = await asyncio.gather(

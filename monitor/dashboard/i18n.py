@@ -31,6 +31,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "overview.channels": ("Каналы", "Channels"),
     "overview.chart": ("Упоминания по дням за 30 дней: самые частые объекты",
                        "Mentions per day over 30 days: the top entities"),
+    "overview.chart_until": ("Упоминания по дням: самые частые объекты, 30 дней до {day} (последнее упоминание)",
+                             "Mentions per day: the top entities, 30 days up to {day} (the newest mention)"),
     "overview.no_chart": ("За 30 дней упоминаний нет.", "No mentions in the last 30 days."),
     "overview.incidents": ("Открытые инциденты", "Open incidents"),
     "overview.no_incidents": ("Открытых инцидентов нет.", "No open incidents."),

@@ -240,6 +240,15 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency
     return out
 
 
+async def last_mention_day(engine: AsyncEngine, entity_id: str | None = None) -> date | None:
+    """The newest UTC day with a mention (of one entity), from the rollup; None when there is none."""
+    q = select(func.max(m.MentionDay.day)).where(m.MentionDay.posts > 0)
+    if entity_id is not None:
+        q = q.where(m.MentionDay.entity_id == entity_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(q)).scalar()
+
+
 def month_ago(today: date | None = None, days: int = 30) -> datetime:
     """Midnight UTC ``days - 1`` days before today: a whole-day range the stats rollup answers."""
     d = (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
