@@ -314,3 +314,14 @@ class ServiceNode(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=now)
     seen_at: Mapped[datetime] = mapped_column(default=now, index=True)
+
+
+class DestinationRate(Base):
+    """One alert destination's messages of the last minute: the per-destination rate limit, shared by every
+    process on the database (a message takes a slot with a conditional UPDATE on ``version``)."""
+
+    __tablename__ = "destination_rates"
+
+    destination: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sends: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ISO times (database clock), oldest first
+    version: Mapped[int] = mapped_column(Integer, default=0)
