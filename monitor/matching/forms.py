@@ -23,13 +23,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from monitor.matching.kazakh import KK_LETTERS, ending_class, endings
 from monitor.matching.normalize import normalize_plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from pymorphy3 import MorphAnalyzer
     from pymorphy3.analyzer import Parse
 
-__all__ = ["AliasForms", "alias_forms", "morph", "phrase_forms", "split_alias", "translit_variants"]
+__all__ = [
+    "LANGUAGES", "AliasForms", "alias_forms", "kazakh_forms", "morph", "phrase_forms", "split_alias",
+    "translit_variants",
+]  # fmt: skip
+
+LANGUAGES = ("ru", "kk", "en")  # what ``[matching] languages`` may list; all three by default
 
 CASES = ("nomn", "gent", "datv", "accs", "ablt", "loct")
 _CASE_MAP = {"gen1": "gent", "gen2": "gent", "acc2": "accs", "loc1": "loct", "loc2": "loct"}
@@ -115,6 +121,13 @@ class AliasForms:
     adjective (Заречинском: the city's instrumental and the adjective's prepositional, «в Заречинском
     районе»), each with the agreement (case, gender) the adjective would have; a hit followed by a word
     agreeing with it is the adjective, not the name.
+    ``kk_stems``: lower-case nominatives a Kazakh ending may follow (Тоқаев → Тоқаевтың); the endings of
+    class ``kk_class`` (kazakh.py) apply, less ``kk_exclude`` (those that would make a Russian word).
+    ``person``: (first name, surname) in lower case when the alias is a person's name; ``first_forms``
+    and ``surname_forms`` are their inflected forms (the matcher checks initials and patronymics with
+    them). ``latin``: a Latin-script alias (English possessives: Tokayev's). ``noun``: the alias is an ordinary noun
+    with no reading as a name (Конгресс, Интернет). ``declining``: positions of the words that decline
+    (Астана in «Эйр Астана»; not Америки in «Голос Америки»).
     """
 
     alias: str
@@ -126,6 +139,15 @@ class AliasForms:
     translit: set[str] = field(default_factory=set)
     common: bool = False
     adj_forms: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    kk_stems: set[str] = field(default_factory=set)
+    kk_class: int | None = None
+    kk_exclude: frozenset[str] = frozenset()
+    person: tuple[str, str] | None = None
+    first_forms: frozenset[str] = frozenset()
+    surname_forms: frozenset[str] = frozenset()
+    latin: bool = False
+    declining: frozenset[int] = frozenset({0})
+    noun: bool = False
 
 
 def split_alias(alias: str) -> tuple[list[str], list[bool]]:
@@ -254,8 +276,12 @@ def _lemma_parses(word: str) -> tuple[Parse, ...]:
     return tuple(p for p in _parse(word) if p.normal_form.replace("ё", "е") == word and p.tag.POS == "NOUN")
 
 
-def _rule_slots(word: str, *, surname: bool) -> SlotForms:
-    """Suffix-rule paradigm for an unknown noun or name (lower case)."""
+def _rule_slots(word: str, *, surname: bool, gender: str | None = None) -> SlotForms:
+    """Suffix-rule paradigm for an unknown noun or name (lower case).
+
+    ``gender`` ("masc"/"femn") keeps only that gender's singular of a Russian-type surname (the
+    surname of «Олжас Бектенов» has no «Бектеновой»); None keeps both.
+    """
     out: SlotForms = {}
 
     def add(case: str, number: str, *forms: str) -> None:
@@ -311,12 +337,20 @@ def _rule_slots(word: str, *, surname: bool) -> SlotForms:
         return out
     if surname and _MASC_SURNAME.search(word):
         # Russian-type surnames: masculine and feminine singular, common plural.
-        add("nomn", "sing", word, word + "а")
-        add("gent", "sing", word + "а", word + "ой")
-        add("datv", "sing", word + "у", word + "ой")
-        add("accs", "sing", word + "а", word + "у")
-        add("ablt", "sing", word + "ым", word + "ой")
-        add("loct", "sing", word + "е", word + "ой")
+        if gender != "femn":
+            add("nomn", "sing", word)
+            add("gent", "sing", word + "а")
+            add("datv", "sing", word + "у")
+            add("accs", "sing", word + "а")
+            add("ablt", "sing", word + "ым")
+            add("loct", "sing", word + "е")
+        if gender != "masc":
+            add("nomn", "sing", word + "а")
+            add("gent", "sing", word + "ой")
+            add("datv", "sing", word + "ой")
+            add("accs", "sing", word + "у")
+            add("ablt", "sing", word + "ой")
+            add("loct", "sing", word + "ой")
         add_surname_plural(word)
         if word.endswith(("ин", "ын")):
             # Foreign names in -ин decline as plain nouns (Цзиньпином, Мартином), Russian surnames
@@ -443,6 +477,13 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
             # indeclinable female first name): the surname's forms too (Карина, Кариным).
             slots = _merge(slots, _rule_slots(word, surname=True))
         return slots, own
+    plural = _plural_only(word)
+    if plural is not None:
+        # A name that is a plural (Ведомости, Известия, Штаты, Курилы): its plural paradigm
+        # (Ведомостей, Штатами), not a singular made up by the rules.
+        slots = {k: v for k, v in _lexeme_slots(plural).items() if k[1] == "plur"}
+        if slots:
+            return slots, set().union(*slots.values())
     rules = _rule_slots(word, surname=capitalised)
     # Rule-made forms that are ordinary words would fire on ordinary text (Кака → «какой»): drop them,
     # except the name's own derived adjective (Каменогорском), which a check at the hit tells apart.
@@ -451,6 +492,18 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
             f for f in rules[key] if f == word or not _is_ordinary(f) or _own_adjective_only(f, word)
         }
     return rules, set()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _plural_only(word: str) -> Parse | None:
+    """A dictionary reading of ``word`` as a nominative plural noun, when it has no singular reading."""
+    if not _known(word):
+        return None
+    parses = _parse(word)
+    plur = [p for p in parses if p.tag.POS == "NOUN" and p.tag.case == "nomn" and p.tag.number == "plur"]
+    if not plur or any(p.tag.POS == "NOUN" and p.tag.number == "sing" and p.tag.case == "nomn" for p in parses):
+        return None
+    return plur[0]
 
 
 @lru_cache(maxsize=_SLOTS_CACHE)
@@ -628,16 +681,26 @@ def _adjective_forms(word: str, forms: set[str]) -> dict[str, frozenset[tuple[st
     return out
 
 
-def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
-    """All forms of a multiword alias (lower case) and whether it is made of ordinary words only."""
+def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool, frozenset[int]]:
+    """All forms of a multiword alias (lower case), whether it is made of ordinary words only, and the
+    positions of the words that decline (the rest, genitive complements and quoted parts, stay fixed)."""
     low = [w.lower() for w in words]
     fixed = [q or not _is_cyr(w) or _is_abbr(w) for w, q in zip(words, quoted, strict=True)]
     per: list[SlotForms] = []
     name_like = _is_name_like([w for w, f in zip(words, fixed, strict=True) if not f]) and not all(fixed)
     extra: set[str] = set()
     if name_like:
-        for w, f in zip(low, fixed, strict=True):
-            per.append(_fixed(w) if f else _word_slots(w, capitalised=True)[0])
+        gender = _person_gender([w for w, f in zip(low, fixed, strict=True) if not f])
+        last_free = max(i for i, f in enumerate(fixed) if not f)
+        for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
+            if f:
+                per.append(_fixed(w))
+            elif i == last_free:
+                per.append(_surname_slots(w, gender))
+            else:
+                per.append(_given_slots(w, gender))
+        # A person's plural («Олжасы Бектеновы») is no mention of the person.
+        per = [{k: v for k, v in slots.items() if k[1] == "sing"} for slots in per]
         # Only the last word declining is common too: a foreign first part (Эйр Астаны, Си Цзиньпина)
         # or a first name left in the nominative (Олжас Бектенова).
         last = max(i for i, f in enumerate(fixed) if not f)
@@ -652,6 +715,9 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
         # An unknown word before a dictionary noun is a fixed modifier (Халык банк → в Халык банке).
         head = None
         for i, (w, f) in enumerate(zip(low, fixed, strict=True)):
+            if not f and i and w in ("и", "или") and _adj_parse(low[i - 1]) is not None:
+                fixed[i] = True  # adjectives joined by a conjunction (продовольственная и сельскохозяйственная)
+                continue
             if not f and _known(w) and _noun_parse(w) is not None and _adj_parse(w) is None:
                 head = i
                 break
@@ -702,13 +768,54 @@ def _multiword(words: list[str], quoted: list[bool]) -> tuple[set[str], bool]:
                 per[i] = adj if adj is not None else _fixed(low[i])
                 if adj is not None and "-" in low[i] and not adj.get(("gent", "sing")):
                     per[i] = _fixed(low[i])
-    if not name_like:
         # Plurals of an organisation's full name («Национальные банки Казахстана») are not mentions
-        # of it; dropping them halves the patterns of multiword names.
-        per = [{k: v for k, v in slots.items() if k[1] == "sing"} for slots in per]
+        # of it; dropping them halves the patterns of multiword names. A name that is a plural
+        # (Соединённые Штаты, Курильские острова) keeps its plural and drops the singular instead.
+        number = "sing"
+        if head is not None:
+            hp = _noun_parse(low[head])
+            if hp is not None and hp.tag.number == "plur" and not fixed[head]:
+                number = "plur"
+        per = [{k: v for k, v in slots.items() if k[1] == number} for slots in per]
     forms = _combine(per) | {" ".join(low)} | extra
     ordinary = all(_is_cyr(w) and not _is_abbr(w) and _is_ordinary(w.lower()) for w in words)
-    return forms, ordinary
+    declining = frozenset(i for i, slots in enumerate(per) if len(set().union(*slots.values()) if slots else ()) > 1)
+    if extra and not name_like:
+        declining |= {len(words) - 1}
+    return forms, ordinary, declining
+
+
+def _person_gender(words: list[str]) -> str | None:
+    """The gender of a person's name (lower-case words): the surname's ending, else the first name's."""
+    last = words[-1]
+    if _FEM_SURNAME.search(last) or _ADJ_FEM.search(last):
+        return "femn"
+    if _MASC_SURNAME.search(last) or re.search(r"(ский|цкий|ской)$", last):
+        return "masc"
+    for p in _parse(words[0]) if _known(words[0]) else ():
+        if "Name" in p.tag.grammemes and p.tag.gender in ("masc", "femn"):
+            return str(p.tag.gender)
+    return None
+
+
+def _surname_slots(word: str, gender: str | None) -> SlotForms:
+    """A person's surname (lower case) declined for the person's gender."""
+    slots = _word_slots(word, capitalised=True)[0]
+    if gender is None or "-" in word or (_known(word) and not _MASC_SURNAME.search(word)):
+        return slots
+    if _MASC_SURNAME.search(word) and not word.endswith(("ин", "ын")) and gender in ("masc", "femn"):
+        return _rule_slots(word, surname=True, gender=gender)
+    return slots
+
+
+def _given_slots(word: str, gender: str | None) -> SlotForms:
+    """A first name or patronymic (lower case): declined, or fixed when it is a woman's name in a consonant.
+
+    Women's names ending in a consonant do not decline (Айгерим, Гульнар), whatever the rules would make.
+    """
+    if gender == "femn" and word[-1] not in _VOWELS and not _person_parse(word):
+        return _fixed(word)
+    return _word_slots(word, capitalised=True)[0]
 
 
 def _case_like(form: str, alias: str) -> str:
@@ -752,27 +859,37 @@ def translit_variants(alias: str) -> set[str]:
     return seen
 
 
-def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms:
-    """Compile one alias into its surface forms and case rule (see AliasForms)."""
+def alias_forms(
+    alias: str, *, case_sensitive: bool | None = None, languages: tuple[str, ...] = LANGUAGES
+) -> AliasForms:
+    """Compile one alias into its surface forms and case rule (see AliasForms).
+
+    ``languages``: "ru" inflects Russian-style (without it only the alias as written is searched),
+    "kk" accepts Kazakh endings after the name, "en" English possessives and romanisation variants.
+    """
     words, quoted = split_alias(alias)
     out = AliasForms(alias=alias)
     if not words:
         return out
+    ru = "ru" in languages
     display = " ".join(words)
     if len(words) == 1:
         w = words[0]
         lw = w.lower()
         if _is_abbr(w):
             forms = {lw}
-            if _is_cyr(w) and lw[-1] not in _VOWELS and "-" not in w:
+            if ru and _is_cyr(w) and lw[-1] not in _VOWELS and "-" not in w:
                 forms |= {lw + e for e in _ABBR_ENDINGS}
             out.forms = forms
             if case_sensitive is not False:
                 out.exact = {w if f == lw else w + f[len(lw) :] for f in forms}
             return out
         if _is_cyr(w):
-            slots, _own = _word_slots(lw, capitalised=w[0].isupper())
-            forms = set().union(*slots.values()) if slots else set()
+            if ru:
+                slots, _own = _word_slots(lw, capitalised=w[0].isupper())
+                forms = set().union(*slots.values()) if slots else set()
+            else:
+                forms = set()
             forms.add(lw)
             out.forms = set().union(*(_hyphen_variants(f) for f in forms))
             if w[0].isupper() and case_sensitive is None:
@@ -780,15 +897,25 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
                 # capitalised in the text; so must very short names (Ош vs the interjection).
                 short = len(lw) <= 3
                 out.cap_forms = {f for f in out.forms if short or _is_ordinary(f.replace(" ", "-"))}
-                out.common = len(lw) <= _COMMON_MAX and _is_common_noun(lw)
-            out.adj_forms = _adjective_forms(lw, out.forms)
+                out.noun = _is_common_noun(lw)
+                out.common = len(lw) <= _COMMON_MAX and out.noun
+            if ru:
+                out.adj_forms = _adjective_forms(lw, out.forms)
+            if "kk" in languages:
+                _add_kazakh(out, lw, _hyphen_variants(lw))
         else:
             out.forms = {lw}
-            out.translit = translit_variants(w)
-            out.forms |= out.translit
+            out.latin = bool(_LATIN_WORD.match(w))
+            if "en" in languages:
+                out.translit = translit_variants(w)
+                out.forms |= out.translit
             out.forms |= _hyphen_variants(lw)
     else:
-        forms, ordinary = _multiword(words, quoted)
+        if ru:
+            forms, ordinary, out.declining = _multiword(words, quoted)
+        else:
+            forms = {" ".join(w.lower() for w in words)}
+            ordinary = all(_is_cyr(w) and not _is_abbr(w) and _is_ordinary(w.lower()) for w in words)
         # A name is quoted after a generic word (госкорпорация «Росатом», НАК «Казатомпром»): only
         # a capitalised word, or an abbreviation, after the first gets an opening-quote variant.
         positions = tuple(
@@ -803,17 +930,67 @@ def alias_forms(alias: str, *, case_sensitive: bool | None = None) -> AliasForms
             variants |= _hyphen_variants(f)
         out.forms = variants
         if all(not _is_cyr(w) for w in words):
-            out.translit = {t for t in translit_variants(display) if " " in t}
-            out.forms |= out.translit
+            out.latin = all(_LATIN_WORD.match(w) for w in words)
+            if "en" in languages:
+                out.translit = {t for t in translit_variants(display) if " " in t}
+                out.forms |= out.translit
         if case_sensitive is None:
             out.upper_tokens = tuple(w for w in words if _is_abbr(w))
             out.cap_all = ordinary and words[0][0].isupper()
+        last = words[-1]
+        if "kk" in languages and _is_cyr(last) and not _is_abbr(last) and not quoted[-1]:
+            low = " ".join(w.lower() for w in words)
+            _add_kazakh(out, low, _hyphen_variants(low))
+        if ru and len(words) in (2, 3) and _is_name_like(words):
+            _add_person(out, [w.lower() for w in words])
     if case_sensitive:
         out.exact = {_case_like(f, display) for f in out.forms}
         out.cap_forms = set()
         out.upper_tokens = ()
         out.cap_all = False
     return out
+
+
+def _add_kazakh(out: AliasForms, stem: str, stems: set[str]) -> None:
+    """Let Kazakh endings follow ``stem`` (lower case): the class of its last sound, minus Russian words."""
+    cls = ending_class(stem)
+    if cls is None:
+        return
+    out.kk_stems = set(stems)
+    out.kk_class = cls
+    last = stem.rpartition(" ")[2].rpartition("-")[2]
+    # An ending spelled only with Russian letters may make a Russian word of the stem (Мир + ны =
+    # «мирны»): such endings are not accepted after this stem.
+    out.kk_exclude = frozenset(
+        e for e in endings(cls) if not (set(e) & _KK_SET) and _known(last + e) and not _is_name_form(last + e)
+    )
+
+
+_KK_SET = frozenset(KK_LETTERS)
+
+
+def _is_name_form(word: str) -> bool:
+    return all(_PROPER & p.tag.grammemes for p in _parse(word))
+
+
+def _add_person(out: AliasForms, low: list[str]) -> None:
+    """Record a person's first name and surname with their forms (initials, patronymics, other persons)."""
+    first, last = low[0], low[-1]
+    gender = _person_gender(low)
+    out.person = (first, last)
+    first_slots = _given_slots(first, gender)
+    out.first_forms = frozenset(set().union(*first_slots.values()) | {first}) if first_slots else frozenset({first})
+    sur = _surname_slots(last, gender)
+    out.surname_forms = frozenset(
+        set().union(*(v for k, v in sur.items() if k[1] == "sing")) | {last} if sur else {last}
+    )
+
+
+def kazakh_forms(af: AliasForms) -> set[str]:
+    """The Kazakh forms an alias matches, spelled out (for ``match --explain``)."""
+    if af.kk_class is None:
+        return set()
+    return {s + e for s in af.kk_stems for e in endings(af.kk_class) - af.kk_exclude}
 
 
 def phrase_forms(phrase: str) -> set[str]:

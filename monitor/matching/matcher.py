@@ -8,6 +8,7 @@ morphology was done when the watchlist was compiled (forms.py).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import re
@@ -23,10 +24,14 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import alias_forms, clear_caches, morph, phrase_forms
+from monitor.matching.forms import LANGUAGES, AliasForms, alias_forms, clear_caches, morph, phrase_forms
+from monitor.matching.kazakh import KK_FOLD, KK_FOLDED, endings
 from monitor.matching.normalize import Normalized, normalize_parts
 
 __all__ = [
+    "LANGUAGES",
+    "MAX_HITS",
+    "MAX_TEXT",
     "REGEX_TIMEOUT",
     "EntitySpec",
     "Match",
@@ -37,10 +42,17 @@ __all__ = [
 ]
 
 # Bumped whenever compiled output changes, so stale on-disk caches are ignored.
-_FORMAT_VERSION = "tgmonitor-watchlist-9"
+_FORMAT_VERSION = "tgmonitor-watchlist-10"
 REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
+# Work per post is bounded: a post is searched up to MAX_TEXT characters and its first MAX_HITS
+# whole-word hits are examined (a Telegram message holds 4,096 characters; an export or a web page
+# can hold anything). A post past either bound is matched on its beginning and a warning is logged.
+MAX_TEXT = 262_144
+MAX_HITS = 20_000
 
-_ALIAS, _EXCLUDE, _CONTEXT = 0, 1, 2
+log = logging.getLogger("monitor.matching")
+
+_ALIAS, _EXCLUDE, _CONTEXT, _KAZAKH = 0, 1, 2, 3
 # Opening quotes of every style become «, so one quote variant per multiword form suffices.
 _QUOTE_FOLD = str.maketrans({'"': "«", "“": "«", "„": "«"})
 
@@ -70,7 +82,15 @@ def _key(form: str) -> str:
     The text is searched as " " + its key + " ", so a hit starts and ends at a word boundary and the
     many hits of a form inside longer words never reach Python.
     """
-    return " " + _NON_WORD_SUB(" ", form) + " "
+    return " " + _NON_WORD_SUB(" ", _fold(form)) + " "
+
+
+_KK_SEARCH = re.compile(f"[{KK_FOLDED}]").search
+
+
+def _fold(s: str) -> str:
+    """Kazakh letters as the Russian ones typed for them (Тоқаев → Токаев): how keys and texts meet."""
+    return s.translate(KK_FOLD) if _KK_SEARCH(s) else s
 
 
 _CLOSE_QUOTES = frozenset("»\"”“‟›")
@@ -90,7 +110,12 @@ def entity_id(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EntitySpec:
-    """One watched entity as configured (`[[entities]]`)."""
+    """One watched entity as configured (`[[entities]]`).
+
+    ``surname_alone = False``: a person's surname alone is a mention only with the first name, an
+    initial, a title or the full name nearby (for common surnames). ``inside_names = False``: a mention
+    inside a longer watched name of another entity (США in «Голос Америки») is not one of this entity.
+    """
 
     name: str
     aliases: tuple[str, ...] = ()
@@ -101,6 +126,8 @@ class EntitySpec:
     regex: str | None = None
     silent: bool = False
     enabled: bool = True
+    surname_alone: bool = True
+    inside_names: bool = True
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -148,6 +175,24 @@ class _Alias:
     cap_all: bool
     common: bool = False
     adj_forms: Mapping[str, frozenset[tuple[str, str]]] | None = None
+    kk_exclude: frozenset[str] = frozenset()
+    kk_class: int = 0
+    person: _Person | None = None  # a surname alone: the person's names to check around a hit
+    full_person: bool = False  # a person's full name: evidence that the person is meant in the post
+    latin: bool = False  # English possessive 's joins the surface
+    base: str = ""  # the alias as written, lower case (Яндекс in «Яндекс.Новости»)
+    one_word: bool = False  # a one-word non-person name (Европа in «Западной Европе» is another place)
+    declining: frozenset[int] = frozenset()  # positions of the alias's words that decline
+    noun: bool = False  # an ordinary noun (Конгресс): with a genitive plural after it, another name's head
+
+
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """What a surname-alone alias needs to tell its person from another one of the same surname."""
+
+    first_forms: frozenset[str]  # forms of the person's first names (lower case, Kazakh letters folded)
+    initials: frozenset[str]  # their first letters, upper case
+    evidence_only: bool  # the bare surname is no mention: it needs a first name, initial, title
 
 
 @dataclass(slots=True)
@@ -176,14 +221,22 @@ class Watchlist:
     # ---- compile ---------------------------------------------------------------------------------
 
     @classmethod
-    def compile(cls, specs: Iterable[EntitySpec], *, cache_dir: Path | None = None) -> Watchlist:
+    def compile(
+        cls, specs: Iterable[EntitySpec], *, cache_dir: Path | None = None, languages: Iterable[str] = LANGUAGES
+    ) -> Watchlist:
         """Compile specs into a watchlist; raise WatchlistError on a bad spec.
 
-        With ``cache_dir`` the compiled watchlist is pickled there, keyed by a hash of the specs and
-        the compiler version, and reused on the next start (compiling 10,000 entities takes seconds).
+        ``languages`` (``[matching] languages``): "ru" Russian inflection, "kk" Kazakh endings, "en"
+        English possessives and romanisations. With ``cache_dir`` the compiled watchlist is pickled
+        there, keyed by a hash of the specs, the languages and the compiler version, and reused on the
+        next start (compiling 10,000 entities takes seconds).
         """
+        langs = tuple(dict.fromkeys(languages))
         specs = [s for s in specs if s.enabled]
         problems = []
+        unknown = [x for x in langs if x not in LANGUAGES]
+        if unknown:
+            problems.append(f"languages: unknown {', '.join(map(repr, unknown))} (known: {', '.join(LANGUAGES)})")
         seen: dict[str, str] = {}
         for s in specs:
             if s.id in seen:
@@ -199,12 +252,12 @@ class Watchlist:
             raise WatchlistError("; ".join(problems))
         key = None
         if cache_dir is not None:
-            key = hashlib.sha256(repr((_FORMAT_VERSION, _dict_version(), specs)).encode()).hexdigest()
+            key = hashlib.sha256(repr((_FORMAT_VERSION, _dict_version(), langs, specs)).encode()).hexdigest()
             cached = _load_cache(cache_dir, key)
             if cached is not None:
                 return cached
         try:
-            wl = cls._build(specs)
+            wl = cls._build(specs, langs)
         finally:
             clear_caches()  # the word analyses are only needed while compiling
         if cache_dir is not None and key is not None:
@@ -212,7 +265,7 @@ class Watchlist:
         return wl
 
     @classmethod
-    def _build(cls, specs: list[EntitySpec]) -> Watchlist:
+    def _build(cls, specs: list[EntitySpec], languages: tuple[str, ...] = LANGUAGES) -> Watchlist:
         entities = [_Entity(spec=s) for s in specs]
         by_ref: dict[str, int] = {}
         for i, s in enumerate(specs):
@@ -221,7 +274,8 @@ class Watchlist:
         aliases: list[_Alias] = []
         # Payload per key: (length of the hit, targets). A target is (kind, index, entity, rule): kind
         # _ALIAS with the alias index, or _EXCLUDE/_CONTEXT with the entity index; rule 1 when the alias
-        # has a case rule to check at the hit, 0 when any whole-word hit is a match. Keys go straight
+        # has a rule to check at the hit, 0 when any whole-word hit is a match. A _KAZAKH key is a name
+        # open on the right (a Kazakh ending follows); its length is stored negated. Keys go straight
         # into the automaton (no table of 60,000 strings at the peak of a big compile), and equal
         # payloads are shared: most forms of an alias have the same one.
         automaton = ahocorasick.Automaton()
@@ -232,11 +286,15 @@ class Watchlist:
         def add(form: str, kind: int, idx: int) -> None:
             if not form:
                 return
-            key = _key(form)
-            if kind == _ALIAS:
-                target = (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx])))
+            if kind == _KAZAKH:
+                key = _key(form)[:-1]
+                target = (kind, idx, aliases[idx].entity, 1)
             else:
-                target = (kind, idx, idx, 0)
+                key = _key(form)
+                if kind == _ALIAS:
+                    target = (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx])))
+                else:
+                    target = (kind, idx, idx, 0)
             cur = get(key, None)
             if cur is None:
                 targets: tuple[tuple[int, int, int, int], ...] = (target,)
@@ -245,31 +303,75 @@ class Watchlist:
             else:
                 targets = (*cur[1], target)
             targets = intern(targets, targets)
-            payload = (len(key) - 2, targets)
+            length = len(key) - 1 if kind == _KAZAKH else len(key) - 2
+            payload = (-length if kind == _KAZAKH else length, targets)
             add_word(key, intern(payload, payload))
+
+        def add_alias(ei: int, s: EntitySpec, alias: str, af: AliasForms, person: _Person | None) -> None:
+            ai = len(aliases)
+            aliases.append(
+                _Alias(
+                    entity=ei,
+                    alias=alias,
+                    exact=frozenset(map(_fold, af.exact)) if af.exact is not None else None,
+                    cap_forms=frozenset(map(_fold, af.cap_forms)),
+                    upper_tokens=af.upper_tokens,
+                    cap_all=af.cap_all,
+                    # Context words (require_any) already tell the name from the noun.
+                    common=af.common and not s.require_any,
+                    adj_forms={_fold(k): v for k, v in af.adj_forms.items()} or None,
+                    kk_exclude=af.kk_exclude,
+                    kk_class=af.kk_class or 0,
+                    person=person,
+                    full_person=af.person is not None,
+                    latin=af.latin and "en" in languages,
+                    base=_fold(" ".join(af.alias.split()).lower()),
+                    one_word=len(af.alias.split()) == 1 and af.exact is None and person is None and not af.latin,
+                    declining=af.declining,
+                    noun=af.noun,
+                )
+            )
+            for f in af.forms:
+                add(f, _ALIAS, ai)
+            if af.kk_class is not None:
+                for stem in af.kk_stems:
+                    add(stem, _KAZAKH, ai)
 
         for ei, (ent, s) in enumerate(zip(entities, specs, strict=True)):
             names = [s.name, *s.aliases]
-            for alias in dict.fromkeys(a for a in names if a.strip()):
-                # Not kept after use: the forms of 10,000 aliases are tens of MB, and a repeated alias is
-                # cheap to recompute from the cached word analyses.
-                af = alias_forms(alias, case_sensitive=s.case_sensitive)
-                ai = len(aliases)
-                aliases.append(
-                    _Alias(
-                        entity=ei,
-                        alias=alias,
-                        exact=frozenset(af.exact) if af.exact is not None else None,
-                        cap_forms=frozenset(af.cap_forms),
-                        upper_tokens=af.upper_tokens,
-                        cap_all=af.cap_all,
-                        # Context words (require_any) already tell the name from the noun.
-                        common=af.common and not s.require_any,
-                        adj_forms=af.adj_forms or None,
-                    )
-                )
-                for f in af.forms:
-                    add(f, _ALIAS, ai)
+            # Not kept after use: the forms of 10,000 aliases are tens of MB, and a repeated alias is
+            # cheap to recompute from the cached word analyses.
+            compiled = [
+                (alias, alias_forms(alias, case_sensitive=s.case_sensitive, languages=languages))
+                for alias in dict.fromkeys(a for a in names if a.strip())
+            ]
+            people = [(alias, af) for alias, af in compiled if af.person is not None]
+            person: _Person | None = None
+            surnames: dict[str, str] = {}
+            if people:
+                firsts = frozenset(_fold(f) for _a, af in people for f in af.first_forms)
+                initials = frozenset(_fold(af.person[0][0]).upper() for _a, af in people if af.person)
+                person = _Person(firsts, initials, evidence_only=not s.surname_alone)
+                for alias, af in people:
+                    assert af.person is not None
+                    surnames.setdefault(af.person[1], alias)
+            listed = set()
+            for alias, af in compiled:
+                own = None
+                if person is not None and len(alias.split()) == 1 and alias.lower().replace("ё", "е") in surnames:
+                    own = person
+                    listed.add(alias.lower().replace("ё", "е"))
+                add_alias(ei, s, alias, af, own)
+            if person is not None:
+                # A surname the user did not list alone still finds its person with an initial, a
+                # patronymic, a title or the full name nearby (О. Бектенов, Олжас Абаевич Бектенов).
+                quiet = _Person(person.first_forms, person.initials, evidence_only=True)
+                for sur, full in surnames.items():
+                    if sur in listed:
+                        continue
+                    written = full.split()[-1]
+                    af = alias_forms(written, case_sensitive=s.case_sensitive, languages=languages)
+                    add_alias(ei, s, full, af, quiet)
             for phrase in s.exclude:
                 ent.excludes = True
                 for f in phrase_forms(phrase):
@@ -314,33 +416,89 @@ class Watchlist:
     def find(self, text: str) -> list[Match]:
         """All mentions of enabled entities in ``text``, sorted by start (silent ones included).
 
-        Applies word boundaries, case rules, ``exclude`` vetoes and ``require_any`` context, and drops
-        a mention lying inside a longer one.
+        Applies word boundaries, case rules, the context rules (a name inside a dotted or hyphenated
+        compound, another person of the same surname, another place named by an adjective before the
+        name), ``exclude`` vetoes and ``require_any`` context, and drops a mention lying inside a
+        longer one of the same entity. At most MAX_TEXT characters and MAX_HITS hits of a post are
+        examined.
         """
         if not text:
             return []
+        if len(text) > MAX_TEXT:
+            log.warning("matching: a post of %d characters is matched on its first %d only", len(text), MAX_TEXT)
+            text = text[:MAX_TEXT]
         norm, low, edits = normalize_parts(text)
+        if _KK_SEARCH(low):
+            low = low.translate(KK_FOLD)
         cands: list[tuple[int, int, int, int]] = []  # start, end, entity, alias (-1 = regex)
         excl: list[tuple[int, int, int]] | None = None
         ctx: set[int] | None = None
+        people: _People | None = None
         if self._iter is not None:
             # The automaton runs over " " + the text with every non-word character made a space + " ",
-            # and every key has a space on both sides: hits are whole words only. The map keeps the
-            # length, so offsets are shared with ``norm`` and ``low``.
+            # and every key has a space on both sides: hits are whole words only (a Kazakh key is open
+            # on the right, and the ending is checked here). The map keeps the length, so offsets are
+            # shared with ``norm`` and ``low``.
             aliases = self._aliases
             size = len(low)
+            hits = 0
             for e, (length, targets) in self._iter(f" {_NON_WORD_SUB(' ', low)} "):
-                # key[i + 1] is low[i]; the closing space of the hit is key[e], i.e. low[e - 1].
-                end = e - 1
-                start = end - length
+                hits += 1
+                if hits > MAX_HITS:
+                    log.warning("matching: a post with more than %d hits is matched on its first %d",
+                                MAX_HITS, MAX_HITS)
+                    break
+                if length < 0:
+                    # a name followed by more letters: a Kazakh ending, or just a longer word
+                    end = e
+                    start = end + length
+                    if end >= size or not low[end].isalnum():
+                        continue
+                else:
+                    # key[i + 1] is low[i]; the closing space of the hit is key[e], i.e. low[e - 1].
+                    end = e - 1
+                    start = end - length
                 if (start and low[start - 1] > "\uffff" and low[start - 1].isalnum()) or (
                     end < size and low[end] > "\uffff" and low[end].isalnum()
                 ):
                     continue  # an astral letter continues the word
                 for kind, idx, ent, rule in targets:
-                    if kind == _ALIAS:
-                        if not rule or _case_ok(aliases[idx], norm, low, start, end, text, edits):
-                            cands.append((start, end, ent, idx))
+                    if kind == _ALIAS or kind == _KAZAKH:
+                        a = aliases[idx]
+                        stop = end
+                        if kind == _KAZAKH:
+                            stop = _WORD_END(low, end).end()
+                            ending = norm[end:stop].lower()
+                            if ending in a.kk_exclude or ending not in endings(a.kk_class):
+                                continue
+                        elif (end < size and norm[end] in ".-") or (start and norm[start - 1] == "."):
+                            if _joined(a, norm, low, start, end, size):
+                                continue  # Яндекс in «Яндекс.Новости», .РФ, интернет-магазин
+                        if not rule:
+                            cands.append((start, stop, ent, idx))
+                            continue
+                        if not _case_ok(a, norm, low, start, end, text, edits):
+                            continue
+                        if a.one_word and start and _other_place(norm, low, start, end):
+                            continue  # Западная Европа, Южная Америка: another place
+                        if a.person is not None:
+                            if people is None:
+                                people = _People()
+                            span = people.check(a, ent, norm, low, start, stop, len(cands))
+                            if span is None:
+                                continue
+                            start_, stop = span
+                            cands.append((start_, stop, ent, idx))
+                            continue
+                        if a.full_person:
+                            if people is None:
+                                people = _People()
+                            people.evidence.add(ent)
+                        if a.latin and stop < size and norm[stop] in "'’" and low[stop + 1 : stop + 2] == "s" and (
+                            stop + 2 >= size or not low[stop + 2].isalnum()
+                        ):
+                            stop += 2  # Tokayev's
+                        cands.append((start, stop, ent, idx))
                     elif kind == _EXCLUDE:
                         if excl is None:
                             excl = []
@@ -349,6 +507,8 @@ class Watchlist:
                         if ctx is None:
                             ctx = set()
                         ctx.add(idx)
+        if people is not None and people.bare:
+            cands = people.settle(cands)
         if self._regex_entities:
             self._run_regexes(norm, cands)
         if not cands:
@@ -398,28 +558,31 @@ class Watchlist:
     def _emit(
         self, text: str, norm: str, edits: tuple[tuple[int, int, int, int], ...], cands: list[tuple[int, int, int, int]]
     ) -> list[Match]:
+        """Matches from candidate spans: duplicates and mentions inside a longer one of the same entity dropped.
+
+        One sort and one pass (n log n): the candidates are ordered by start and then longest first,
+        so a candidate lies inside an earlier, longer one of its entity exactly when that entity's
+        furthest end so far reaches past it. A watched name inside another watched name (США in
+        «Голос Америки», Москва in «Эхо Москвы») is a mention of both.
+        """
         if len(cands) > 1:
             cands.sort(key=_cand_order)
         out: list[Match] = []
-        seen: set[tuple[int, int, int]] = set()
         n = Normalized(text, norm, norm, edits) if edits else None
         size = len(norm)
         entities = self._entities
-        for i, (s, e, ei, ai) in enumerate(cands):
-            if i:
-                if (s, e, ei) in seen:
-                    continue
-                # A mention inside a longer one (Казахстан inside «Национальный банк Казахстана») is
-                # part of that name, not a mention of its own.
-                nested = False
-                for j in range(i - 1, -1, -1):
-                    s2, e2 = cands[j][0], cands[j][1]
-                    if e2 >= e and (s2, e2) != (s, e):
-                        nested = True
-                        break
-                if nested:
-                    continue
-            seen.add((s, e, ei))
+        reach: dict[int, int] = {}  # entity -> the furthest end of its spans so far
+        top = (-1, -1, -1, -1)  # the furthest-reaching span so far, of any entity
+        for s, e, ei, ai in cands:
+            if reach.get(ei, -1) >= e:
+                # Same span again, or inside a longer mention of the same entity (Токаев inside
+                # «Касым-Жомарт Токаев», Казахстан inside its own «Республика Казахстан»).
+                continue
+            if top[1] >= e and top[2] != ei and self._inside(norm, s, top, ei):
+                continue
+            reach[ei] = e
+            if e > top[1]:
+                top = (s, e, ei, ai)
             spec = entities[ei].spec
             # A form with an opening quote inside (НАК «Казатомпром) ends before the closing one;
             # include it so the surface is the whole name as written.
@@ -429,6 +592,23 @@ class Watchlist:
             alias = self._aliases[ai].alias if ai >= 0 else "regex"
             out.append(Match(spec.id, spec.name, os_, oe, text[os_:oe], alias))
         return out
+
+    def _inside(self, norm: str, s: int, outer: tuple[int, int, int, int], ei: int) -> bool:
+        """Whether a span starting at ``s`` inside ``outer`` (another entity's) is part of that name only.
+
+        A watched name that is a fixed part of a longer watched name (США in «Голос Америки», «Конгресс
+        США»; Москва in «Эхо Москвы») is a mention of its own; one the longer name declines as its own
+        word (Астана in «Эйр Астаны») or a person's name (Назарбаева in «Дарига Назарбаева») is not.
+        """
+        if not self._entities[ei].spec.inside_names:
+            return True
+        if outer[3] < 0:
+            return False  # inside a user pattern's match: the pattern says nothing about words
+        a = self._aliases[outer[3]]
+        if a.full_person or a.person is not None:
+            return True
+        word = norm.count(" ", outer[0], s)
+        return word in a.declining
 
     # ---- introspection -----------------------------------------------------------------------------
 
@@ -463,8 +643,10 @@ def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
 
 
 def _has_rule(a: _Alias) -> bool:
-    """Whether hits of the alias need ``_case_ok`` (most do not: any whole-word hit is a match)."""
+    """Whether hits of the alias need checks (``_case_ok``, the context rules) beyond a whole-word hit."""
     if a.exact is not None or a.cap_all or a.adj_forms is not None:
+        return True
+    if a.person is not None or a.full_person or a.latin or a.one_word:
         return True
     return bool(a.cap_forms) or bool(a.upper_tokens)
 
@@ -490,6 +672,9 @@ def _case_ok(
                 return False
     if a.adj_forms is not None and _is_own_adjective(a.adj_forms, low, start, end):
         return False
+    if a.cap_forms and low[start:end] in a.cap_forms:
+        if a.noun and low[start:end] != a.base and _genitive_follows(low, end):
+            return False  # the head of another name: «Конгресса профсоюзов», «Союза писателей»
     if a.upper_tokens:
         hit = norm[start:end]
         return all(t in hit for t in a.upper_tokens)
@@ -503,14 +688,38 @@ _SENTENCE_END = frozenset(".!?…\n\r\u2028\u2029")
 _NEXT_WORD = re.compile(r"[ \t\u00a0]+([^\W\d_]+(?:-[^\W\d_]+)?)")
 
 
-def _capital_is_evidence(text: str, start: int, end: int) -> bool:
+def _orig(text: str, norm: str, edits: tuple[tuple[int, int, int, int], ...], start: int, end: int) -> tuple[int, int]:
+    return Normalized(text, norm, norm, edits).span(start, end) if edits else (start, end)
+
+
+_NEXT_LOWER = re.compile(r" ([а-яё]+)")
+
+
+def _genitive_follows(low: str, end: int) -> bool:
+    """Whether the next word is a noun that can only be a genitive plural (Конгресса профсоюзов)."""
+    m = _NEXT_LOWER.match(low, end)
+    return m is not None and _only_genitive(m.group(1))
+
+
+@lru_cache(maxsize=4096)
+def _only_genitive(word: str) -> bool:
+    parses = morph().parse(word)
+    nouns = [p for p in parses if p.score >= 0.05]
+    return bool(nouns) and all(
+        p.tag.POS == "NOUN" and str(p.tag.case) in ("gent", "gen2") and p.tag.number == "plur" for p in nouns
+    )
+
+
+def _capital_is_evidence(text: str, start: int, end: int, *, quotes: bool = True) -> bool:
     """Whether the capital of a hit marks a name: not at a sentence start, not in all-caps text.
 
     Used for aliases that are ordinary nouns (Мир, Рост): «Мир меняется», «МИР НА ПОРОГЕ…» are the
     noun; «карты «Мир»», «#Мир», «банк Рост» the name.
     """
     if start and text[start - 1] in _OPENERS:
-        return True
+        if quotes or text[start - 1] == "#":
+            return True
+        start -= 1  # an opening quote starts a quotation, which starts a sentence: look before it
     if end - start > 1 and text[start:end].isupper():
         return False
     i = start - 1
@@ -525,6 +734,235 @@ def _capital_is_evidence(text: str, start: int, end: int) -> bool:
 
 
 _IN_SENTENCE = frozenset(",;:()[]«»\"“”„'‘’/&%+=<>@#№$€₸")
+
+_WORD_END = re.compile(r"[^\W_]*").match
+_ALL_ENDINGS = frozenset().union(*(endings(c) for c in range(6)))
+
+
+def _joined(a: _Alias, norm: str, low: str, start: int, end: int, size: int) -> bool:
+    """Whether a hit is part of a dotted or hyphenated compound rather than the name itself.
+
+    «Яндекс.Новости», «екатеринбург.рф», «0.facebook.com», «.РФ» are other names (a product, a web
+    address); «Интернет-трансляция», «Москва-река» are other words. A capitalised second part
+    (Росатом-Казахстан, Россия-НАТО), a number (Казахстан-2050) or a Kazakh ending after a hyphen
+    (ЕАЭС-ке) leaves the name a mention.
+    """
+    if start and norm[start - 1] == ".":
+        if start == 1:
+            return True
+        c = norm[start - 2]
+        if c.isspace() or c.isdigit() or (c.isascii() and c.isalpha()):
+            return True
+    if end + 1 < size and norm[end + 1].isalpha():
+        c = norm[end]
+        if c == ".":
+            # a dot and a lower-case letter is an address; a capital after the name as written, a
+            # product (Яндекс.Новости); an inflected form before a capital is a missing space
+            return norm[end + 1].islower() or low[start:end] == a.base
+        if c == "-" and norm[end + 1].islower() and a.exact is None:
+            tail = _WORD_END(low, end + 1).end()
+            return norm[end + 1 : tail].lower() not in _ALL_ENDINGS
+    return False
+
+
+# A capitalised adjective right before a hit (Западной, Южную, Нижний): maybe another place's name.
+_PREV_ADJ = re.compile(
+    r"(?:^|(?<=[\s«\"(]))([A-ZА-ЯЁ][а-яё]+(?:-[а-яё]+)*(?:ая|яя|ой|ей|ий|ый|ую|юю|ое|ее|ом|ем|ым|им|ых|их|ые|ие"
+    r"|ого|его|ому|ему|ыми|ими)) $"
+)
+_DIRECTIONS = ("северн", "южн", "западн", "восточн", "центральн", "северо-", "юго-", "нижн", "верхн")
+
+
+def _other_place(norm: str, low: str, start: int, end: int) -> bool:
+    """Whether a capitalised adjective agreeing with the hit makes it another name (Западная Европа).
+
+    Северная Европа, Южная Америка, Восточный Иерусалим, Нижний Новгород name other places than
+    Европа, Америка, Иерусалим, Новгород. At a sentence start a capital says nothing, so there only
+    the compass and upper/lower adjectives count.
+    """
+    if start < 3 or norm[start - 1] != " " or not norm[start - 2].isalpha():
+        return False
+    m = _PREV_ADJ.search(norm, max(0, start - 40), start)
+    if m is None:
+        return False
+    adj = m.group(1).lower()
+    i = m.start(1) - 1
+    if i >= 0 and norm[i] in _OPENERS:
+        return False  # a quoted name (партия «Единая Россия») mentions the place it names
+    while i >= 0 and norm[i] in " (":
+        i -= 1
+    if (i < 0 or norm[i] in _SENTENCE_END) and not adj.startswith(_DIRECTIONS):
+        return False
+    return _adj_agrees(adj, low[start:end])
+
+
+@lru_cache(maxsize=4096)
+def _adj_agrees(adj: str, noun: str) -> bool:
+    """Whether ``adj`` is an adjective that can agree with ``noun`` (a form of the name)."""
+    a = {_agreement(p.tag) for p in morph().parse(adj) if p.tag.POS in ("ADJF", "PRTF") and p.tag.case}
+    if not a:
+        return False
+    n = {_agreement(p.tag) for p in morph().parse(noun) if p.tag.POS == "NOUN" and p.tag.case}
+    if not n:
+        return True  # a name the dictionary does not know: the capitalised adjective is enough
+    return bool(a & n) or any(x[0] == y[0] and "ms-f" in (x[1], y[1]) for x in a for y in n)
+
+
+_CASE_NAMES = {"loc2": "loct", "loc1": "loct", "gen2": "gent", "acc2": "accs", "gen1": "gent"}
+
+
+def _agreement(tag: Any) -> tuple[str, str]:
+    case = _CASE_NAMES.get(str(tag.case), str(tag.case))
+    return case, (str(tag.gender) if tag.number == "sing" else "plur")
+
+
+# ---- persons -------------------------------------------------------------------------------------------
+
+_EVIDENCE, _BARE, _OTHER = 0, 1, 2
+_INIT_BEFORE = re.compile(r"(?<![^\W\d_])([^\W\d_])\.(?:-[^\W\d_]\.)?(?:\s?([^\W\d_])\.)?\s?$")
+_INIT_AFTER = re.compile(r"[ \u00a0]([^\W\d_])\.(?:-[^\W\d_]\.)?(?:\s?([^\W\d_])\.)?")
+_PREV_WORD = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)[ \u00a0]+$")
+_PATRONYMIC = (
+    "вич", "вича", "вичу", "вичем", "виче", "вна", "вны", "вне", "вну", "вной", "вною", "ична", "ичны", "ичне",
+    "ичну", "ичной", "ич", "ича", "ичу", "ичем", "иче", "улы", "кызы",
+)  # fmt: skip
+_PARTICLES = frozenset(
+    {"ле", "де", "ван", "фон", "дер", "ди", "да", "дель", "ла", "эль", "аль", "бен", "ибн", "ду", "дос"}
+)
+# Words that stand before a person's surname (a title, an office, a trade): with one of them within
+# three words before it, a surname alone is taken to be the person (премьер-министр Японии Н. Кан).
+_TITLES = (
+    "президент", "премьер", "министр", "вице-", "глава", "главы", "главе", "главу", "главой", "председател",
+    "аким", "депутат", "сенатор",
+    "губернатор", "мэр", "посол", "генерал", "господин", "госпож", "г-н", "г-жа", "канцлер", "корол", "принц",
+    "спикер", "лидер", "прокурор", "генпрокурор", "судь", "директор", "гендиректор", "ректор", "экс-",
+    "советник", "помощник", "заместител", "замминистр", "тренер", "наставник", "капитан", "пресс-секретар",
+    "сопредседател", "основател", "руководител", "вратар", "гроссмейстер", "шахматист", "астронавт",
+    "космонавт", "актер", "актрис", "певиц", "певец", "писател", "поэт", "журналист", "бизнесмен",
+    "предпринимател", "олигарх", "банкир", "политолог", "адвокат", "командир", "маршал", "полковник",
+    "патриарх", "митрополит", "муфти", "имам", "мистер", "сэр", "леди",
+)  # fmt: skip
+
+
+class _People:
+    """Per-post bookkeeping of surname-alone hits: accepted outright, or once the post names the person."""
+
+    __slots__ = ("bare", "evidence", "other")
+
+    def __init__(self) -> None:
+        self.evidence: set[int] = set()  # entities whose person is named in the post (full name, initial…)
+        self.other: set[int] = set()  # entities whose surname the post gives another person
+        self.bare: list[tuple[int, int, bool]] = []  # (candidate index, entity, needs evidence)
+
+    def check(
+        self, a: _Alias, ent: int, norm: str, low: str, start: int, end: int, index: int
+    ) -> tuple[int, int] | None:
+        """The span of a surname hit with its first name or initials, or None for another person."""
+        assert a.person is not None
+        verdict, s, e = _person_context(a.person, norm, start, end)
+        if verdict == _OTHER:
+            self.other.add(ent)
+            return None
+        if verdict == _EVIDENCE:
+            self.evidence.add(ent)
+        else:
+            self.bare.append((index, ent, a.person.evidence_only))
+        return s, e
+
+    def settle(self, cands: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+        """Drop bare surnames the post does not tie to the person.
+
+        A bare surname needing evidence (``surname_alone = false``, or a surname the user did not list
+        alone) stays when the post names the person anywhere; a listed surname is dropped when the
+        post names another person of that surname and never this one (Алла Бут … Бут рассказала).
+        """
+        drop = {
+            i for i, ent, only in self.bare if ent not in self.evidence and (only or ent in self.other)
+        }
+        return [c for i, c in enumerate(cands) if i not in drop] if drop else cands
+
+
+def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, int, int]:
+    """(verdict, start, end) for a surname hit: the words around it say which person it is."""
+    m = _INIT_BEFORE.search(norm, max(0, start - 12), start)
+    if m is not None and m.group(1).isupper() and (m.group(2) is None or m.group(2).isupper()):
+        if _fold(m.group(1)) in p.initials:
+            return _EVIDENCE, m.start(), end
+        return _OTHER, start, end
+    m = _INIT_AFTER.match(norm, end)
+    if m is not None and m.group(1).isupper() and (m.group(2) is None or m.group(2).isupper()):
+        if _fold(m.group(1)) in p.initials:
+            return _EVIDENCE, start, m.end()
+        return _OTHER, start, end
+    prev = _prev_word(norm, start)
+    if prev is not None and prev[1][0].isupper():
+        ws, word = prev
+        lw = _fold(word.lower())
+        if _same_first(lw, p.first_forms):
+            return _EVIDENCE, ws, end
+        if lw in _PARTICLES or lw.endswith(_PATRONYMIC):
+            # Олжас Абаевич Бектенов; Жан-Мари Ле Пен: the first name is one word further
+            prev2 = _prev_word(norm, ws)
+            if prev2 is not None and prev2[1][0].isupper():
+                l2 = _fold(prev2[1].lower())
+                if _same_first(l2, p.first_forms):
+                    return _EVIDENCE, start, end  # (the span stays the surname: the name is split)
+                if _is_first_name(prev2[1]):
+                    return _OTHER, start, end
+            if lw.endswith(_PATRONYMIC) and _is_patronymic(lw):
+                return _OTHER, start, end  # another person's patronymic (Алексеем Николаевичем Толстым)
+        elif _is_first_name(word):
+            return _OTHER, start, end  # Мишель Обама, Владимир Белов, Ахмат-Хаджи Кадыров
+    if _titled(norm, start):
+        return _EVIDENCE, start, end
+    return _BARE, start, end
+
+
+def _prev_word(norm: str, pos: int) -> tuple[int, str] | None:
+    m = _PREV_WORD.search(norm, max(0, pos - 40), pos)
+    return (m.start(1), m.group(1)) if m is not None else None
+
+
+def _same_first(word: str, forms: frozenset[str]) -> bool:
+    """A form of the person's first name, or a spelling one letter away (Биньямин ~ Беньямин)."""
+    if word in forms:
+        return True
+    if len(word) < 5:
+        return False
+    return any(f[0] == word[0] and abs(len(f) - len(word)) <= 1 and _one_edit(f, word) for f in forms if len(f) >= 5)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1 :]
+
+
+@lru_cache(maxsize=4096)
+def _is_first_name(word: str) -> bool:
+    """Whether a capitalised word is a first name: the dictionary says so, or it is hyphenated (Жан-Мари)."""
+    if word.isupper():
+        return False
+    parts = word.split("-")
+    if len(parts) > 1 and all(x[:1].isupper() for x in parts):
+        return True
+    return any("Name" in p.tag.grammemes for p in morph().parse(word.lower()))
+
+
+@lru_cache(maxsize=4096)
+def _is_patronymic(word: str) -> bool:
+    return word.endswith(("улы", "кызы")) or any("Patr" in p.tag.grammemes for p in morph().parse(word))
+
+
+def _titled(norm: str, start: int) -> bool:
+    """Whether a title (президент, министр, г-н …) stands within the three words before ``start``."""
+    words = norm[max(0, start - 80) : start].lower().split()[-3:]
+    return any(w.strip("«»\"(),").startswith(_TITLES) for w in words)
 
 
 def _is_own_adjective(adj_forms: Mapping[str, frozenset[tuple[str, str]]], low: str, start: int, end: int) -> bool:
