@@ -214,3 +214,93 @@ def test_example_database_defaults_to_the_data_dir(monkeypatch: pytest.MonkeyPat
     s = load_settings(path)
     assert tomllib.loads(example.read_text(encoding="utf-8")).get("database", {}).get("url") is None
     assert s.database.url == f"sqlite+aiosqlite:///{s.data_dir / 'tgmonitor.db'}"
+
+
+# --------------------------------------------------------------------------- hostile files and values
+
+
+def _config_check(path: Path) -> tuple[int, str]:
+    """``tgmonitor config check`` in a real process: (exit code, stderr + stdout)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "monitor", "--config", str(path), "config", "check"],
+                          capture_output=True, text=True, cwd=path.parent)
+    return proc.returncode, proc.stderr + proc.stdout
+
+
+def test_a_non_utf8_config_is_one_line_with_its_position(write_config, tmp_path: Path) -> None:
+    path = write_config()
+    path.write_bytes('[[entities]]\nname = "Росатом"\n'.encode("cp1251"))
+    assert problems(path) == [f"{path}: line 2, column 9: not UTF-8 text (byte 0xd0); save the file as UTF-8, "
+                              f"e.g. iconv -f cp1251 -t utf-8 tgmonitor.toml > tgmonitor.utf8.toml"]
+    code, out = _config_check(path)
+    assert code == 2 and out.count("\n") == 1 and "Traceback" not in out and "line 2, column 9" in out
+
+
+def test_a_binary_config_or_env_file_is_one_line(write_config, tmp_path: Path) -> None:
+    path = write_config()
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\xd0\xff" * 20)
+    [line] = problems(path)
+    assert line.startswith(f"{path}: is not a text file") and "--config" in line
+    code, out = _config_check(path)
+    assert code == 2 and out.count("\n") == 1 and "Traceback" not in out
+    path.write_text('[[entities]]\nname = "Росатом"\n', encoding="utf-8")
+    (tmp_path / ".env").write_bytes("TG_API_HASH=пароль\n".encode("cp1251"))
+    [line] = problems(path)
+    assert line.startswith(f"{tmp_path / '.env'}: line 1, column 13: not UTF-8 text")
+    code, out = _config_check(path)
+    assert code == 2 and out.count("\n") == 1 and "Traceback" not in out
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('[database]\nurl = "postgresql://tgm:pw@127.0.0.1:fivefourthreetwo/tgm"\n',
+     "database.url: the port 'fivefourthreetwo' is not a number (for example: url = \"postgresql://"),
+    ('[database]\nurl = "postgresql://tgm@127.0.0.1:70000/tgm"\n',
+     "database.url: the port 70000 is not between 1 and 65535"),
+    ('[telegram]\nproxy = "socks5://127.0.0.1:port"\n', "telegram.proxy: the port 'port' is not a number"),
+    ('[sources.web]\nproxy = "http://[::1]:99999"\n', "sources.web.proxy: the port 99999 is not between 1 and 65535"),
+    ('[metrics]\nlisten = "127.0.0.1:65536"\n', "metrics.listen: the port 65536 is not between 1 and 65535"),
+    ("[schedule]\ninterval = 99999999999999999999\n",
+     "schedule.interval: must be at most 2592000 seconds (30 days), not 99999999999999999999 (for example: "),
+    ('[[channels]]\nusername = "@rian_ru"\ninterval = 31536000\n',
+     "channels[0].interval: must be at most 2592000 seconds (30 days), not 31536000"),
+    ("[schedule]\nreread_hours = 1000000000\n", "schedule.reread_hours: must be at most 8760 hours (a year)"),
+    ("[schedule]\nlease_seconds = 100000000000\n", "schedule.lease_seconds: must be at most 2592000 seconds"),
+    ("[delivery]\nrepost_window_hours = 100000000000\n", "delivery.repost_window_hours: must be at most 8760 hours"),
+], ids=["db-port-word", "db-port-range", "tg-proxy-port", "web-proxy-port", "metrics-port", "huge-interval",
+        "huge-channel-interval", "huge-reread", "huge-lease", "huge-repost-window"])
+def test_bad_ports_and_huge_numbers_are_one_line_naming_the_key(write_config, body: str, expected: str) -> None:
+    path = write_config(body + '\n[[entities]]\nname = "Росатом"\n')
+    [line] = problems(path)
+    assert line.startswith(f"{path}: ") and expected in line and ":pw@" not in line  # no password shown
+
+
+def test_existing_messages_for_small_numbers_are_unchanged(write_config) -> None:
+    path = write_config('[schedule]\ninterval = 0\nreread_hours = -1\n\n[[channels]]\nusername = "@rian_ru"\n'
+                        'interval = -5\n\n[delivery]\nrepost_window_hours = -2\n')
+    assert problems(path) == [
+        f"{path}: schedule.interval: must be greater than 0, not 0 (for example: interval = 300)",
+        f"{path}: schedule.reread_hours: must be 0 or more, not -1 (for example: reread_hours = 48)",
+        f"{path}: channels[0].interval: must be greater than 0, not -5 (for example: interval = 300)",
+        f"{path}: delivery.repost_window_hours: must be 0 or more, not -2 (for example: repost_window_hours = 24)",
+    ]
+
+
+def test_config_check_names_an_unknown_or_unusable_apprise_url(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_URL", "tgram://not-a-bot-token-at-all")
+    path = write_config('[[entities]]\nname = "Росатом"\n\n'
+                        '[[alerts]]\nname = "chat"\nurl = "tgrm://123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ/42"\n\n'
+                        '[[alerts]]\nname = "ops"\nurl = "env:OPS_URL"\noperator = true\n\n'
+                        '[[alerts]]\nname = "console"\nurl = "console://"\n\n'
+                        '[[alerts]]\nname = "hook"\nurl = "json://127.0.0.1:9/hook"\n')
+    code, out = _config_check(path)
+    assert code == 2, out
+    lines = out.strip().splitlines()
+    assert lines == [
+        f"{path}: alerts[0].url: unknown Apprise scheme 'tgrm://'; did you mean 'tgram://'? (for example: url = "
+        '"tgram://BOT_TOKEN/CHAT_ID"; every scheme: https://github.com/caronc/apprise/wiki)',
+        f"{path}: alerts[1].url: Apprise cannot use this tgram:// URL (a part is missing or malformed; for "
+        "example: see https://github.com/caronc/apprise/wiki for the tgram:// form)",
+    ]
+    assert "ABCDEFGHIJ" not in out and "not-a-bot" not in out  # the URLs hold tokens: never printed

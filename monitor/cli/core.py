@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from monitor import migrate
-from monitor.cli.app import CliState, main, pass_state, run
+from monitor.cli.app import EXIT_USAGE, CliState, fail, main, pass_state, run
+from monitor.config import Settings
 from monitor.db import DatabaseMissing, create_engine
 
 
@@ -29,6 +32,9 @@ def config_check(state: CliState) -> None:
       tgmonitor --config /etc/tgmonitor/tgmonitor.toml config check
     """
     s = state.settings()
+    problems = alert_url_problems(s)
+    if problems:
+        fail("\n".join(problems), EXIT_USAGE)
     by_source: dict[str, int] = {}
     for c in s.channels:
         if c.enabled:
@@ -46,6 +52,51 @@ def config_check(state: CliState) -> None:
     if tg_needed and not creds:
         click.echo("warning: Telethon channels are configured but TG_API_ID / TG_API_HASH are not set "
                    "(put them in .env beside the config)", err=True)
+
+
+def alert_url_problems(settings: Settings) -> list[str]:
+    """One line per ``[[alerts]] url`` Apprise cannot use: an unknown scheme (with the nearest known one) or
+    a known scheme whose URL it refuses. Checked here rather than at every load: Apprise's plugin list takes
+    most of a second to build. The URL itself is never printed (it holds tokens)."""
+    import difflib
+
+    import apprise
+    from apprise.manager_plugins import NotificationManager
+
+    from monitor.alerts.deliver import CONSOLE
+
+    source = str(settings.path or "configuration")
+    schemes = {str(x).lower() for x in NotificationManager().schemas()}
+    out = []
+    for i, dest in enumerate(settings.alerts):
+        url = dest.url.strip()
+        if url == CONSOLE:
+            continue
+        key = f"alerts[{i}].url"
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in schemes:
+            near = difflib.get_close_matches(scheme, sorted(schemes), n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}://'?" if near else ""
+            out.append(f"{source}: {key}: unknown Apprise scheme '{scheme}://'{hint} (for example: url = "
+                       f"\"tgram://BOT_TOKEN/CHAT_ID\"; every scheme: https://github.com/caronc/apprise/wiki)")
+        elif not _apprise_accepts(apprise, url):
+            out.append(f"{source}: {key}: Apprise cannot use this {scheme}:// URL (a part is missing or malformed; "
+                       f"for example: see https://github.com/caronc/apprise/wiki for the {scheme}:// form)")
+    return out
+
+
+def _apprise_accepts(apprise: Any, url: str) -> bool:
+    """Whether Apprise can build a notifier from ``url``, without its own error line (it would print the
+    URL's shape; our line says which key)."""
+    import logging
+
+    logger = logging.getLogger("apprise")
+    saved = logger.disabled
+    logger.disabled = True
+    try:
+        return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
+    finally:
+        logger.disabled = saved
 
 
 def _safe_db(url: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.config.errors import Checker, positive
+from monitor.config.errors import Checker
+from monitor.config.errors import interval as interval_check
 from monitor.config.settings import ChannelConfig
 from monitor.config.values import INVITE_LINK, normalise_channel_id, parse_channel_ref
 
@@ -44,7 +45,7 @@ def read_channels(chk: Checker, raw: Any) -> tuple[ChannelConfig, ...]:
             chk.fail(p, "needs a username or an id", 'username = "@rian_ru"')
         source = chk.get(c, "source", f"{p}.source", str, "telethon", 'source = "web"',
                          lambda v: None if v in ("telethon", "web") else f"must be telethon or web, not {v!r}")
-        interval = chk.get(c, "interval", f"{p}.interval", int, None, "interval = 300", positive)
+        interval = chk.get(c, "interval", f"{p}.interval", int, None, "interval = 300", interval_check)
         if source == "web" and username is None and (u is not None or raw_id is not None):
             chk.fail(f"{p}.username", "the web source needs the channel's public username",
                      'username = "rian_ru"')

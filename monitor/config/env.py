@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from monitor.config.errors import ConfigError, encoding_problem
+
 
 def load_env(config_path: Path | None) -> dict[str, str]:
     """The process environment over ``.env`` in the working directory over ``.env`` beside the config.
@@ -25,7 +27,11 @@ def load_env(config_path: Path | None) -> dict[str, str]:
         if p in seen or not p.is_file():
             continue
         seen.add(p)
-        merged.update({k: v for k, v in dotenv_values(p).items() if v is not None})
+        try:
+            values = dotenv_values(p)
+        except UnicodeDecodeError as exc:  # a cp1251 or binary .env: where, not a traceback
+            raise ConfigError([encoding_problem(p, p.read_bytes(), exc)]) from None
+        merged.update({k: v for k, v in values.items() if v is not None})
     merged.update(os.environ)
     return merged
 

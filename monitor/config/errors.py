@@ -101,9 +101,41 @@ def positive(v: Any) -> str | None:
     return None if v > 0 else f"must be greater than 0, not {v}"
 
 
+MAX_INTERVAL = 30 * 86400  # seconds: a longer poll interval is a typo (and overflows the scheduler's dates)
+MAX_HOURS = 365 * 24  # a window longer than a year is a typo (and overflows date arithmetic)
+
+
+def interval(v: Any) -> str | None:
+    """A ``check`` for poll intervals in seconds: above zero and at most 30 days."""
+    if v <= 0:
+        return positive(v)
+    return None if v <= MAX_INTERVAL else f"must be at most {MAX_INTERVAL} seconds (30 days), not {v}"
+
+
+def hours(v: Any) -> str | None:
+    """A ``check`` for windows in hours: 0 or more and at most a year."""
+    if v < 0:
+        return f"must be 0 or more, not {v}"
+    return None if v <= MAX_HOURS else f"must be at most {MAX_HOURS} hours (a year), not {v}"
+
+
 def fraction(v: Any) -> str | None:
     """A ``check`` for ``Checker.get``: the number must be between 0 and 1."""
     return None if 0 <= v <= 1 else f"must be between 0 and 1, not {v}"
+
+
+def encoding_problem(path: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """A file that is not UTF-8 text: where, and how to fix it (binary files are told apart)."""
+    if b"\0" in raw[:8192]:
+        if path.name == ".env":
+            return (f"{path}: is not a text file (it holds binary data); .env holds KEY=value lines in UTF-8 "
+                    f"(e.g. TG_API_ID=1234567)")
+        return (f"{path}: is not a text file (it holds binary data); a configuration is a UTF-8 TOML file "
+                f"(check the path given to --config, e.g. --config /etc/tgmonitor/tgmonitor.toml)")
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+    return (f"{path}: line {line}, column {column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file "
+            f"as UTF-8, e.g. iconv -f cp1251 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}")
 
 
 def toml_problem(path: Path, exc: tomllib.TOMLDecodeError) -> str:

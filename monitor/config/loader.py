@@ -15,7 +15,7 @@ from monitor.config.alerts import read_alerts
 from monitor.config.channels import read_channels
 from monitor.config.entities import read_entities
 from monitor.config.env import default_data_dir, load_env
-from monitor.config.errors import Checker, ConfigError, toml_problem
+from monitor.config.errors import Checker, ConfigError, encoding_problem, toml_problem
 from monitor.config.sections import (
     read_dashboard,
     read_database,
@@ -46,10 +46,13 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; a missing, unreadable or malformed file is a ConfigError naming the fix."""
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found (create it from deploy/tgmonitor.example.toml, "
                            f"or pass --config PATH)"]) from None
+    except UnicodeDecodeError as exc:  # a cp1251 file or a binary one: where, not a traceback
+        raise ConfigError([encoding_problem(path, raw, exc)]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([toml_problem(path, exc)]) from None
     except OSError as exc:

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.config.env import credential
-from monitor.config.errors import Checker, fraction, positive
+from monitor.config.errors import MAX_INTERVAL, Checker, fraction, hours, interval, positive
 from monitor.config.settings import (
     DashboardSettings,
     DeliverySettings,
@@ -23,7 +23,7 @@ from monitor.config.settings import (
     TelegramSettings,
     WebSourceSettings,
 )
-from monitor.config.values import is_loopback, parse_listen
+from monitor.config.values import is_loopback, parse_listen, port_problem
 from monitor.logs import register_secret, register_url_secrets
 
 SQLITE_NAME = "tgmonitor.db"
@@ -43,6 +43,9 @@ def read_database(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
                  'url = "sqlite:////var/lib/tgmonitor/tgmonitor.db"')
     else:
         register_url_secrets(url)
+        if not url.startswith("sqlite") and (bad := port_problem(url)):
+            where = "TGMONITOR_DATABASE_URL" if env.get("TGMONITOR_DATABASE_URL") else "database.url"
+            chk.fail(where, bad, 'url = "postgresql://tgmonitor@127.0.0.1:5432/tgmonitor"')
     return str(url)
 
 
@@ -71,6 +74,8 @@ def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
                  'proxy = "socks5://user:pass@127.0.0.1:1080"')
     elif proxy is not None:
         register_url_secrets(proxy)
+        if bad := port_problem(proxy):
+            chk.fail("telegram.proxy", bad, 'proxy = "socks5://user:pass@127.0.0.1:1080"')
     factory = env.get("TGMONITOR_CLIENT_FACTORY") or chk.get(
         tg, "client_factory", "telegram.client_factory", str, None, 'client_factory = "pkg.mod:func"')
     if factory is not None and not re.match(r"^[\w.]+:\w+$", factory):
@@ -95,6 +100,8 @@ def read_web(chk: Checker, data: Mapping[str, Any]) -> WebSourceSettings:
     web_proxy = chk.get(w, "proxy", "sources.web.proxy", str, None, 'proxy = "http://127.0.0.1:3128"')
     if web_proxy is not None:
         register_url_secrets(web_proxy)
+        if bad := port_problem(web_proxy):
+            chk.fail("sources.web.proxy", bad, 'proxy = "http://127.0.0.1:3128"')
     return WebSourceSettings(
         base_url=base_url.rstrip("/"),
         proxy=web_proxy,
@@ -110,15 +117,15 @@ def read_schedule(chk: Checker, data: Mapping[str, Any]) -> ScheduleSettings:
         "reread_hours": "reread_hours = 48", "reread_every": "reread_every = 10",
         "lease_seconds": "lease_seconds = 60"})
     return ScheduleSettings(
-        interval=chk.get(s, "interval", "schedule.interval", int, 300, "interval = 300", positive),
+        interval=chk.get(s, "interval", "schedule.interval", int, 300, "interval = 300", interval),
         jitter=chk.get(s, "jitter", "schedule.jitter", float, 0.1, "jitter = 0.1", fraction),
         requests_per_minute=chk.get(s, "requests_per_minute", "schedule.requests_per_minute", int, 20,
                                     "requests_per_minute = 20", positive),
-        reread_hours=chk.get(s, "reread_hours", "schedule.reread_hours", int, 48, "reread_hours = 48",
-                             lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
+        reread_hours=chk.get(s, "reread_hours", "schedule.reread_hours", int, 48, "reread_hours = 48", hours),
         reread_every=chk.get(s, "reread_every", "schedule.reread_every", int, 10, "reread_every = 10", positive),
         lease_seconds=chk.get(s, "lease_seconds", "schedule.lease_seconds", int, 60, "lease_seconds = 60",
-                              lambda v: None if v >= 3 else f"must be at least 3 seconds, not {v}"),
+                              lambda v: f"must be at least 3 seconds, not {v}" if v < 3 else
+                              None if v <= MAX_INTERVAL else f"must be at most {MAX_INTERVAL} seconds, not {v}"),
     )
 
 
@@ -151,8 +158,7 @@ def read_delivery(chk: Checker, data: Mapping[str, Any]) -> DeliverySettings:
         alert_on_forwards=chk.get(d, "alert_on_forwards", "delivery.alert_on_forwards", bool, False,
                                   "alert_on_forwards = true"),
         repost_window_hours=chk.get(d, "repost_window_hours", "delivery.repost_window_hours", int, 24,
-                                    "repost_window_hours = 24",
-                                    lambda v: None if v >= 0 else f"must be 0 or more, not {v}"),
+                                    "repost_window_hours = 24", hours),
     )
 
 
@@ -160,7 +166,9 @@ def read_metrics(chk: Checker, data: Mapping[str, Any]) -> MetricsSettings:
     """``[metrics]``: the Prometheus endpoint."""
     mt = chk.table(data.get("metrics"), "metrics", {"listen": 'listen = "127.0.0.1:9108"'})
     listen = chk.get(mt, "listen", "metrics.listen", str, None, 'listen = "127.0.0.1:9108"',
-                     lambda v: None if re.match(r"^[\w.\-\[\]:]+:\d+$", v) else "must be host:port")
+                     lambda v: "must be host:port" if not re.match(r"^[\w.\-\[\]:]+:\d+$", v)
+                     else None if 1 <= int(v.rsplit(":", 1)[1]) <= 65535
+                     else f"the port {v.rsplit(':', 1)[1]} is not between 1 and 65535")
     return MetricsSettings(listen=listen)
 
 

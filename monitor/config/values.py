@@ -58,6 +58,22 @@ def to_async_url(url: str) -> str:
     return url
 
 
+def port_problem(url: str) -> str | None:
+    """What is wrong with the port of ``scheme://[user[:pass]@]host[:port]/…``, or None (no port is fine)."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url.strip()).netloc.rsplit("@", 1)[-1]
+    m = re.fullmatch(r"(?:\[[^\]]*\]|[^:]*)(?::(?P<port>.*))?", netloc)
+    port = m.group("port") if m else None
+    if port is None or port == "":
+        return None
+    if not port.isdigit():
+        return f"the port {port!r} is not a number"
+    if not 1 <= int(port) <= 65535:
+        return f"the port {port} is not between 1 and 65535"
+    return None
+
+
 WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "http", "https"})
 
 
