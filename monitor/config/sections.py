@@ -55,6 +55,7 @@ def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
         "client_factory": 'client_factory = "mypackage.clients:make_client"',
         "proxy": 'proxy = "socks5://user:pass@127.0.0.1:1080"',
         "session_file": 'session_file = "/var/lib/tgmonitor/tgmonitor.session"',
+        "push": "push = true",
     }, reported=_SECRET_KEYS)
     for secret in sorted(_SECRET_KEYS):
         if secret in tg:
@@ -85,6 +86,7 @@ def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
         session=env.get("TG_SESSION") or credential(env, "tg_session"),
         session_file=Path(session_file).expanduser() if session_file else data_dir / "tgmonitor.session",
         client_factory=factory, proxy=proxy,
+        push=chk.get(tg, "push", "telegram.push", bool, True, "push = false"),
     )
 
 
@@ -93,7 +95,7 @@ def read_web(chk: Checker, data: Mapping[str, Any]) -> WebSourceSettings:
     sources = chk.table(data.get("sources"), "sources", {"web": "[sources.web]"})
     w = chk.table(sources.get("web"), "sources.web", {
         "base_url": 'base_url = "https://t.me"', "proxy": 'proxy = "http://127.0.0.1:3128"',
-        "requests_per_minute": "requests_per_minute = 20"})
+        "requests_per_minute": "requests_per_minute = 20", "min_interval": "min_interval = 60"})
     base_url = chk.get(w, "base_url", "sources.web.base_url", str, "https://t.me", 'base_url = "https://t.me"')
     if not re.match(r"^https?://[^/]+", base_url):
         chk.fail("sources.web.base_url", "must be an http(s) URL", 'base_url = "https://t.me"')
@@ -107,6 +109,8 @@ def read_web(chk: Checker, data: Mapping[str, Any]) -> WebSourceSettings:
         proxy=web_proxy,
         requests_per_minute=chk.get(w, "requests_per_minute", "sources.web.requests_per_minute", int, 20,
                                     "requests_per_minute = 20", positive),
+        min_interval=chk.get(w, "min_interval", "sources.web.min_interval", int, 60, "min_interval = 60",
+                             interval),
     )
 
 
@@ -115,7 +119,7 @@ def read_schedule(chk: Checker, data: Mapping[str, Any]) -> ScheduleSettings:
     s = chk.table(data.get("schedule"), "schedule", {
         "interval": "interval = 300", "jitter": "jitter = 0.1", "requests_per_minute": "requests_per_minute = 20",
         "reread_hours": "reread_hours = 48", "reread_every": "reread_every = 10",
-        "lease_seconds": "lease_seconds = 60"})
+        "lease_seconds": "lease_seconds = 60", "reconcile_interval": "reconcile_interval = 900"})
     return ScheduleSettings(
         interval=chk.get(s, "interval", "schedule.interval", int, 300, "interval = 300", interval),
         jitter=chk.get(s, "jitter", "schedule.jitter", float, 0.1, "jitter = 0.1", fraction),
@@ -126,6 +130,8 @@ def read_schedule(chk: Checker, data: Mapping[str, Any]) -> ScheduleSettings:
         lease_seconds=chk.get(s, "lease_seconds", "schedule.lease_seconds", int, 60, "lease_seconds = 60",
                               lambda v: f"must be at least 3 seconds, not {v}" if v < 3 else
                               None if v <= MAX_INTERVAL else f"must be at most {MAX_INTERVAL} seconds, not {v}"),
+        reconcile_interval=chk.get(s, "reconcile_interval", "schedule.reconcile_interval", int, 900,
+                                   "reconcile_interval = 900", interval),
     )
 
 

@@ -27,6 +27,7 @@ class TelegramSettings:
     session_file: Path | None = None
     client_factory: str | None = None
     proxy: str | None = field(default=None, repr=False)
+    push: bool = True  # receive Telegram's push updates for joined channels (alerts in seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class WebSourceSettings:
     base_url: str = "https://t.me"
     proxy: str | None = field(default=None, repr=False)
     requests_per_minute: int = 20
+    min_interval: int = 60  # busy channels are polled this often at most (adaptive, within the budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class ScheduleSettings:
     reread_hours: int = 48
     reread_every: int = 10
     lease_seconds: int = 60  # several services on one PostgreSQL: a dead one's channels move after this
+    reconcile_interval: int = 900  # joined channels while push updates arrive: polling only closes gaps
 
 
 @dataclass(frozen=True, slots=True)
