@@ -36,6 +36,9 @@ class Site:
     retry_after: str = "0"
     renamed: dict[str, str] = field(default_factory=dict)  # old name -> new: /s/old redirects to /s/new
     headers: list[dict[str, str]] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)  # the next answers are bad pages of these kinds (see bad_page)
+    nodate: set[int] = field(default_factory=set)  # posts rendered without their date (unreadable)
+    forwards: dict[tuple[str, int], str] = field(default_factory=dict)  # (channel, id) -> origin link "src/77"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, n: int, text: Callable[[int], str] = lambda i: f"Росатом: новость номер {i}") -> None:
@@ -59,16 +62,34 @@ class Site:
         msgs = "".join(
             f'<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
             f'js-widget_message" data-post="{name}/{mid}"><div class="tgme_widget_message_bubble">'
-            f'<div class="tgme_widget_message_text js-message_text" dir="auto">{html.escape(text)}</div>'
+            + (f'<div class="tgme_widget_message_forwarded_from accent_color">Forwarded from&nbsp;<a class="'
+               f'tgme_widget_message_forwarded_from_name" href="https://t.me/{self.forwards[(name, mid)]}"><span '
+               f'dir="auto">Источник</span></a></div>' if (name, mid) in self.forwards else "")
+            + f'<div class="tgme_widget_message_text js-message_text" dir="auto">{html.escape(text)}</div>'
             f'<div class="tgme_widget_message_footer compact js-message_footer"><div class="tgme_widget_message_info">'
             f'<span class="tgme_widget_message_views">{mid}</span><span class="tgme_widget_message_meta">'
-            f'<a class="tgme_widget_message_date" href="https://t.me/{name}/{mid}"><time datetime="'
-            f'{(T0 + timedelta(hours=mid)).isoformat()}" class="time">x</time></a></span></div></div></div></div></div>'
+            + ("" if mid in self.nodate else
+               f'<a class="tgme_widget_message_date" href="https://t.me/{name}/{mid}"><time datetime="'
+               f'{(T0 + timedelta(hours=mid)).isoformat()}" class="time">x</time></a>')
+            + '</span></div></div></div></div></div>'
             for mid, text in page)
         return (f'<!DOCTYPE html><html><body><div class="tgme_channel_info"><div class="tgme_channel_info_header">'
                 f'<div class="tgme_channel_info_header_title"><span dir="auto">Канал {name}</span></div></div></div>'
                 f'<section class="tgme_channel_history js-message_history">{more}{msgs}</section></body></html>'
                 ).encode()
+
+    def bad_page(self, kind: str, name: str, before: int | None) -> bytes:
+        """A 200 answer that is not ``name``'s whole preview page."""
+        if kind == "captcha":
+            return b"<!DOCTYPE html><html><body><div class='captcha'>Please confirm you are human</div></body></html>"
+        if kind == "garbage":
+            return b"\x00\x17 upstream said: OK"
+        if kind == "other":  # another channel's page (a cache or proxy mixing up answers)
+            return self.render("otherchan", before)
+        if kind == "cut":  # the connection broke inside the newest post, before its date
+            full = self.render(name, before)
+            return full[: full.rindex(b"<time")]
+        raise ValueError(kind)
 
 
 @pytest.fixture
@@ -97,6 +118,8 @@ def site() -> Iterator[tuple[Site, str]]:
                     return
                 known = name in s.channels and u.path.startswith("/s/")
                 doc = s.render(name, before) if known else None  # like t.me: no public preview, no /s/ page
+                if known and s.bad:
+                    doc = s.bad_page(s.bad.pop(0), name, before)
             self.send_preview(name, doc)
 
     with serve(H) as port:
@@ -356,3 +379,195 @@ def test_backfill_command_dispatches_by_source(site: tuple[Site, str], write_con
     assert r.exit_code == 2 and "not a configured channel" in r.output
     r = CliRunner().invoke(cli, ["--config", str(cfg), "backfill", "@newsone", "--since", "yesterday"])
     assert r.exit_code == 2 and "--since" in r.output
+
+
+# --- issue 17 item 3: a bad answer of 200 is a transient error, never "unavailable", never stored -----------
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without the real pauses (2, 4, 8 s)."""
+    import monitor.sources.web as web
+
+    monkeypatch.setattr(web, "RETRY_PAUSE", 0.001)
+
+
+async def test_a_bad_page_is_retried_then_a_transient_error(web_rt: tuple[Runtime, Site], quick_retries: None) -> None:
+    rt, site = web_rt
+    site.add("newsone", 5)  # ids 2..6
+    jobs = WebJobs(rt)
+    try:
+        await jobs.poll([CH])
+        site.add("newsone", 3)  # ids 7..9
+        site.bad = ["captcha"]  # once: the retry reads the real page
+        [r] = await jobs.poll([CH])
+        assert (r.error, r.new, r.alerts, r.requests) == (None, 3, 3, 2)
+        site.add("newsone", 2)  # ids 10, 11
+        for kinds in (["captcha"] * 4, ["garbage"] * 4):
+            site.bad = list(kinds)
+            [r] = await jobs.poll([CH])
+            assert r.error is not None and "not a channel's preview page" in r.error and "4 tries" in r.error
+            assert (r.new, r.unavailable, r.deferred_until, r.requests) == (0, False, None, 4)
+            row = await channel_row(rt, "newsone")
+            assert row.status == "active" and row.not_before is None and row.cursor == 9
+            assert "captcha" in (row.last_error or "")
+        [r] = await jobs.poll([CH])  # the next poll, at the channel's normal turn, reads what was missed
+        assert (r.error, r.new, r.alerts) == (None, 2, 2)
+        assert (await channel_row(rt, "newsone")).last_error is None
+    finally:
+        await jobs.aclose()
+
+
+async def test_a_page_of_another_channel_is_refused(web_rt: tuple[Runtime, Site], quick_retries: None) -> None:
+    rt, site = web_rt
+    site.add("newsone", 5)
+    site.add("otherchan", 12)
+    site.bad = ["other"] * 4
+    jobs = WebJobs(rt)
+    try:
+        [r] = await jobs.poll([CH])
+        assert r.error is not None and "another channel (@otherchan, not @newsone)" in r.error
+        row = await channel_row(rt, "newsone")
+        assert row.baseline_id is None and row.cursor == 0 and row.status == "active"
+        assert await scalar(rt, select(func.count()).select_from(m.Post)) == 0
+        [r] = await jobs.poll([CH])
+        assert r.error is None and r.new == 5 and (await channel_row(rt, "newsone")).baseline_id == 6
+    finally:
+        await jobs.aclose()
+
+
+async def test_a_page_cut_inside_a_post_stores_nothing(web_rt: tuple[Runtime, Site], quick_retries: None) -> None:
+    rt, site = web_rt
+    site.add("newsone", 5)  # ids 2..6
+    jobs = WebJobs(rt)
+    try:
+        await jobs.poll([CH])
+        site.add("newsone", 3)  # ids 7..9; the page breaks off inside post 9
+        site.bad = ["cut"] * 4
+        [r] = await jobs.poll([CH])
+        assert r.error is not None and "cut short" in r.error and r.new == 0
+        assert (await channel_row(rt, "newsone")).cursor == 6
+        assert await scalar(rt, select(func.count()).select_from(m.Post)) == 5
+        [r] = await jobs.poll([CH])
+        assert (r.error, r.new, r.alerts) == (None, 3, 3) and (await channel_row(rt, "newsone")).cursor == 9
+    finally:
+        await jobs.aclose()
+
+
+async def test_an_unreadable_post_holds_the_cursor_below_it(web_rt: tuple[Runtime, Site]) -> None:
+    """A whole page whose post 8 shows no date: 7 is stored, 8 and 9 wait (the cursor stays at 7); once 8
+    reads, both are stored and alert, each once."""
+    rt, site = web_rt
+    site.add("newsone", 5)  # ids 2..6
+    jobs = WebJobs(rt)
+    try:
+        await jobs.poll([CH])
+        site.add("newsone", 3)  # ids 7..9
+        site.nodate = {8}
+        [r] = await jobs.poll([CH])
+        assert (r.new, r.alerts) == (1, 1) and r.error is not None and "post 8 of @newsone" in r.error
+        row = await channel_row(rt, "newsone")
+        assert row.cursor == 7 and "post 8" in (row.last_error or "") and row.status == "active"
+        site.nodate = set()
+        [r] = await jobs.poll([CH])
+        assert (r.error, r.new, r.alerts) == (None, 2, 2)
+        assert (await channel_row(rt, "newsone")).cursor == 9
+        assert await scalar(rt, select(func.count()).select_from(m.Alert)) == 3
+    finally:
+        await jobs.aclose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_site_ends_the_round(make_settings: Callable[..., Settings], db_url: str,
+                                                  quick_retries: None) -> None:
+    from monitor.sources.web import WebUnreachable
+
+    base = f"http://127.0.0.1:{_closed_port()}"
+    async with open_runtime(make_settings(config(base, "newsone", "second"), db_url)) as rt:
+        jobs = WebJobs(rt)
+        try:
+            with pytest.raises(WebUnreachable, match=r"cannot reach the web preview at http://127\.0\.0\.1:\d+: "
+                                                     r"ConnectError.*set \[sources\.web\] proxy"):
+                await jobs.poll([CH, ChannelConfig(username="second", source="web")])
+            assert jobs.client.requests == 4  # one channel's request and its 3 retries; the other not tried
+            row = await channel_row(rt, "newsone")
+            assert "cannot reach" in (row.last_error or "") and row.status == "active" and row.not_before is None
+        finally:
+            await jobs.aclose()
+
+
+def test_run_once_exits_1_when_the_web_source_is_unreachable(write_config: Callable[..., Any], sqlite_url: str,
+                                                             quick_retries: None) -> None:
+    from monitor.cli import main as cli
+
+    cfg = write_config(config(f"http://127.0.0.1:{_closed_port()}", "newsone", alerts=False), sqlite_url)
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "run", "--once"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "cannot reach the web preview at http://127.0.0.1:" in r.output and "Traceback" not in r.output
+
+
+def test_run_once_exits_0_when_the_web_source_answers(site: tuple[Site, str], write_config: Callable[..., Any],
+                                                      sqlite_url: str) -> None:
+    from monitor.cli import main as cli
+
+    s, base = site
+    s.add("newsone", 3)
+    cfg = write_config(config(base, "newsone", alerts=False), sqlite_url)
+    r = CliRunner().invoke(cli, ["--config", str(cfg), "run", "--once"])
+    assert r.exit_code == 0, r.output
+
+
+# --- issue 17 item 13: a web forward keeps its origin, so forwards of one story alert once ------------------
+
+
+async def test_one_origin_forwarded_into_two_web_channels_alerts_once(
+        site: tuple[Site, str], make_settings: Callable[..., Settings], db_url: str) -> None:
+    s, base = site
+    s.add("newsone", 3)
+    s.add("newstwo", 3)
+    async with open_runtime(make_settings(config(base, "newsone", "newstwo"), db_url)) as rt:
+        jobs = WebJobs(rt)
+        two = ChannelConfig(username="newstwo", source="web")
+        try:
+            await jobs.poll([CH, two])  # baselines
+            s.add("newsone", 1, lambda i: "Росатом открыл новый энергоблок")
+            s.add("newstwo", 1, lambda i: "Переслано: Росатом открыл новый энергоблок!")
+            s.forwards[("newsone", 5)] = s.forwards[("newstwo", 5)] = "Upstream_News/77"
+            [r1] = await jobs.poll([CH])
+            [r2] = await jobs.poll([two])
+            assert (r1.new, r1.alerts, r2.new, r2.alerts) == (1, 1, 1, 0)
+            async with rt.engine.connect() as c:
+                alerts = (await c.execute(select(m.Alert.also_in, m.Alert.kind))).all()
+                fwd = (await c.execute(select(m.Post.fwd_username, m.Post.fwd_message_id, m.Post.fwd_channel_id)
+                                       .where(m.Post.message_id == 5))).all()
+            assert alerts == [(["@newstwo"], "match")]
+            assert fwd == [("upstream_news", 77, None), ("upstream_news", 77, None)]
+        finally:
+            await jobs.aclose()
+
+
+async def test_a_web_forward_of_a_channel_with_a_known_id_takes_its_id(
+        site: tuple[Site, str], make_settings: Callable[..., Settings], db_url: str) -> None:
+    """The origin is a stored channel whose Telegram id is known (polled through Telethon, say): the web
+    forward gets that id, so it is one story with the origin post itself and with Telethon forwards of it."""
+    s, base = site
+    s.add("newsone", 3)
+    async with open_runtime(make_settings(config(base, "newsone"), db_url)) as rt:
+        await rt.store.upsert_channel(username="upstream_news", tg_id=1500000077, source="telethon")
+        jobs = WebJobs(rt)
+        try:
+            await jobs.poll([CH])
+            s.add("newsone", 1, lambda i: "Росатом открыл новый энергоблок")
+            s.forwards[("newsone", 5)] = "upstream_news/77"
+            await jobs.poll([CH])
+            fwd = await scalar(rt, select(m.Post.fwd_channel_id).where(m.Post.message_id == 5))
+            assert fwd == 1500000077
+        finally:
+            await jobs.aclose()

@@ -295,3 +295,27 @@ def test_grouped_documents_are_one_album_and_more_link_without_its_tme_class() -
     page = parse_page(doc, "realnews")
     assert page.before == 60
     assert page.posts[0].member_ids == (60, 61, 62) and page.posts[0].text == "Отчёты Аэрофлота"
+
+
+def test_forward_links_name_the_origin_channel() -> None:
+    posts = real_posts()
+    assert posts[211].forward is not None and posts[211].forward.username == "upstream"  # t.me/upstream/77
+    assert posts[210].forward is not None and posts[210].forward.username is None  # a user's page: no post
+    assert posts[212].forward is not None and posts[212].forward.username is None  # no link at all
+    private = parse_page(wrap_post(300, '<div class="tgme_widget_message_forwarded_from accent_color">Forwarded '
+                                        'from <a class="tgme_widget_message_forwarded_from_name" '
+                                        'href="https://t.me/c/1234567/89"><span dir="auto">Закрытый</span></a></div>'
+                                        '<div class="tgme_widget_message_text">текст</div>'), "realnews").posts[0]
+    assert private.forward is not None
+    assert (private.forward.channel_id, private.forward.message_id, private.forward.username) == (1234567, 89, None)
+
+
+def test_the_page_names_its_channel_and_unreadable_posts() -> None:
+    page = parse_page(REAL, "realnews")
+    assert page.channel == "realnews" and page.unreadable == []
+    other = parse_page(REAL.replace("@realnews", "@someone_else"), "realnews")
+    assert other.channel == "someone_else"
+    # a post whose date is missing (a page cut inside it, or changed markup) is neither a post nor a read id
+    cut = parse_page(wrap_post(301, '<div class="tgme_widget_message_text">текст</div>').replace("<time", "<tim"),
+                     "realnews")
+    assert cut.posts == [] and cut.unreadable == [301] and cut.ids == [] and cut.channel == "realnews"

@@ -160,14 +160,25 @@ class _Prior:
     post_id: int
     date: datetime
     channel_id: int
-    fwd: tuple[int | None, int | None]
-    own: tuple[int | None, int]  # (channel's Telegram id, message id): a forward's origin may be this post
+    fwd: tuple[int | str | None, int | None]  # its forward origin (see _key)
+    own: tuple[int | str | None, int | None]  # this post as an origin: a forward's origin may be this post
     text_hash: str | None
 
 
-def _origin(sp: SavedPost) -> tuple[int, int] | None:
+def _key(channel_id: int | None, username: str | None, message_id: int | None) -> tuple[int | str | None, int | None]:
+    """A post as a forward origin: (channel's Telegram id, message id), or ("@username", message id) when the
+    id is unknown (the web preview names a forward's origin and a web channel by username only)."""
+    if channel_id is not None:
+        return channel_id, message_id
+    return (f"@{username.lower()}" if username else None), message_id
+
+
+def _origin(sp: SavedPost) -> tuple[int | str, int] | None:
     f = sp.post.forward
-    return (f.channel_id, f.message_id) if f and f.channel_id and f.message_id else None
+    if not f or not f.message_id:
+        return None
+    chan, _ = _key(f.channel_id or None, f.username, f.message_id)
+    return (chan, f.message_id) if chan is not None else None
 
 
 class OutboxPlanner:
@@ -217,7 +228,7 @@ class OutboxPlanner:
                     links.extend((alert, d.name, msg, e) for e in ents)
                     created += alert.status == PENDING
                     priors.append(_Prior(alert, sp.post_id, sp.post.date, channel.id, _fwd_pair(sp),
-                                         (channel.tg_id, msg), sp.text_hash))
+                                         _key(channel.tg_id, channel.username, msg), sp.text_hash))
         fresh = [o for o in session.new if isinstance(o, m.Alert)]
         await session.flush()  # the new alerts get their ids, and from them their codes
         await _assign_codes(session, fresh)
@@ -248,6 +259,11 @@ class OutboxPlanner:
         hashes = sorted({sp.text_hash for sp in cands if sp.text_hash}) if self.window else []
         conds = []
         for c, mid in origins:
+            if isinstance(c, str):  # "@username": an origin known by username only (web forwards)
+                conds.append(and_(m.Post.fwd_username == c[1:], m.Post.fwd_channel_id.is_(None),
+                                  m.Post.fwd_message_id == mid))
+                conds.append(and_(m.Channel.username == c[1:], m.Channel.tg_id.is_(None), m.Post.message_id == mid))
+                continue
             conds.append(and_(m.Post.fwd_channel_id == c, m.Post.fwd_message_id == mid))
             conds.append(and_(m.Channel.tg_id == c, m.Post.message_id == mid))
         out: list[_Prior] = []
@@ -257,12 +273,13 @@ class OutboxPlanner:
             if not where:
                 continue
             q = (select(m.Alert, m.Post.id, m.Post.date, m.Post.channel_id, m.Post.fwd_channel_id,
-                        m.Post.fwd_message_id, m.Channel.tg_id, m.Post.message_id, m.Post.text_hash)
+                        m.Post.fwd_message_id, m.Channel.tg_id, m.Post.message_id, m.Post.text_hash,
+                        m.Post.fwd_username, m.Channel.username)
                  .join(m.Post, m.Alert.post_id == m.Post.id).join(m.Channel, m.Post.channel_id == m.Channel.id)
                  .where(m.Alert.kind == MATCH, m.Alert.destination.in_(dest_names), or_(*where))
                  .order_by(m.Alert.id))
-            for alert, pid, date, chid, fch, fmsg, tg_id, mid, th in (await s.execute(q)).all():
-                out.append(_Prior(alert, pid, date, chid, (fch, fmsg), (tg_id, mid), th))
+            for alert, pid, date, chid, fch, fmsg, tg_id, mid, th, fuser, uname in (await s.execute(q)).all():
+                out.append(_Prior(alert, pid, date, chid, _key(fch, fuser, fmsg), _key(tg_id, uname, mid), th))
         out.sort(key=lambda p: p.alert.id)
         return out
 
@@ -299,9 +316,9 @@ class OutboxPlanner:
                        next_attempt_at=t, created_at=t)
 
 
-def _fwd_pair(sp: SavedPost) -> tuple[int | None, int | None]:
+def _fwd_pair(sp: SavedPost) -> tuple[int | str | None, int | None]:
     f = sp.post.forward
-    return (f.channel_id, f.message_id) if f else (None, None)
+    return _key(f.channel_id, f.username, f.message_id) if f else (None, None)
 
 
 # --------------------------------------------------------------------------- operator alerts

@@ -7,12 +7,24 @@ and store everything they read in ONE transaction (a failure half-way stores not
 starts again from the top: nothing is lost, nothing repeats). Re-reading the newest page also catches
 edits: a changed text becomes a new version. ``backfill`` walks the history down page by page, each page
 its own transaction with the lowest id reached, so an interrupted backfill resumes where it stopped.
+
+A bad answer (a captcha or error page, another channel's page, a page cut short) is a transient error of
+that poll: nothing of it is stored and the channel is polled again at its next turn, never marked
+unavailable. A post the page shows but that cannot be read holds the cursor below it: it and the posts
+after it wait for the next poll rather than being passed over. When the site cannot be reached at all,
+:class:`~monitor.sources.web.WebUnreachable` leaves ``poll`` after the channel that met it is recorded (the
+other channels would only wait out the same retries), as the Telethon jobs do when Telegram is down.
+
+A forward's origin on the page is a username (``t.me/<name>/<id>``); when a stored channel of that username
+has a Telegram id, the origin is given that id too, so a forward seen on the web and one seen through
+Telethon are one story for the alert de-duplication.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,8 +33,8 @@ from monitor.config import ChannelConfig
 from monitor.ingest import AlertRule
 from monitor.jobs.base import PollReport, Progress
 from monitor.logs import event
-from monitor.posts import Post
-from monitor.sources.web import ChannelUnavailable, RateLimited, WebClient, WebSourceError
+from monitor.posts import ForwardOrigin, Post
+from monitor.sources.web import ChannelUnavailable, RateLimited, WebClient, WebSourceError, WebUnreachable
 from monitor.sources.web_parse import WebPage
 
 if TYPE_CHECKING:
@@ -84,7 +96,8 @@ class WebJobs:
     # ------------------------------------------------------------------ poll
 
     async def poll(self, channels: Sequence[ChannelConfig]) -> list[PollReport]:
-        """Poll each channel once; one channel's trouble never stops the others."""
+        """Poll each channel once; one channel's trouble never stops the others. An unreachable site
+        (:class:`WebUnreachable`) ends the round: the others would fail the same way."""
         reports = []
         for c in channels:
             try:
@@ -122,30 +135,72 @@ class WebJobs:
             await self.rt.store.update_channel(row.id, not_before=until, last_error=str(exc))
             report.deferred_until, report.error = until, str(exc)
         except WebSourceError as exc:
+            # A bad page or a 4xx: this poll failed, the channel is not unavailable; the next poll retries.
             await self.rt.store.update_channel(row.id, last_error=str(exc), last_poll_at=_now())
             report.error = str(exc)
+            if isinstance(exc, WebUnreachable):
+                report.requests = self.client.requests - req0
+                await self.rt.store.record_run(row.id, "poll", started, requests=report.requests, error=str(exc))
+                raise
         report.requests = self.client.requests - req0
         if report.error is not None:
             await self.rt.store.record_run(row.id, "poll", started, requests=report.requests, error=report.error)
             return report
 
-        newest = max((p.newest_id or 0 for p in pages), default=0)
-        if row.baseline_id is None and newest:
+        visible = max((i for p in pages for i in (*p.ids, *p.unreadable)), default=0)
+        if row.baseline_id is None and visible:
             # The first successful poll: what is visible now is history; only higher ids will alert.
-            await self.rt.store.set_baseline(row.id, newest)
-            row.baseline_id = newest
+            await self.rt.store.set_baseline(row.id, visible)
+            row.baseline_id = visible
         posts = _merge(pages)
         cursor = row.cursor or 0
         ids = {i for p in pages for i in p.ids}
+        newest = max(ids, default=0)
+        unreadable = sorted(i for p in pages for i in p.unreadable if i > cursor)
+        held = ""
+        if unreadable:
+            # The cursor must not pass a post that is not stored: keep it below the first unreadable one,
+            # and leave the posts above it to the next poll (stored then, none lost, none alerted twice).
+            hold = unreadable[0]
+            posts = [p for p in posts if max(p.ids) < hold]
+            ids = {i for i in ids if i < hold}
+            newest = max([i for i in ids if i > cursor], default=0)
+            held = (f"post {hold} of @{row.username} could not be read (no date in its markup): it and the "
+                    f"posts after it wait for the next poll")
+            event(log, logging.WARNING, "web preview post unreadable", channel=f"@{row.username}", post=hold)
+        posts = await self._forward_ids(posts)
         rule = AlertRule(force=None, alert_history=channel.alert_history)
         res = await self.rt.ingestor.ingest(row, posts, rule=rule, cursor=newest or None,
                                             seen=sum(1 for i in ids if i > cursor))
         report.new, report.edited, report.alerts = res.new, res.edited, res.alerts
         values = self._available(row, pages[0])
         values.update(polls=(row.polls or 0) + 1, last_poll_at=_now())
+        if held:
+            values["last_error"] = report.error = held
         await self.rt.store.update_channel(row.id, **values)
         await self.rt.store.record_run(row.id, "poll", started, posts=len(posts), requests=report.requests)
         return report
+
+    async def _forward_ids(self, posts: list[Post]) -> list[Post]:
+        """Forwards whose origin the page names by username get the Telegram id of a stored channel of that
+        username, when it has one (one query per distinct username of the batch)."""
+        names = {p.forward.username for p in posts
+                 if p.forward is not None and p.forward.username and p.forward.channel_id is None}
+        ids: dict[str, int] = {}
+        for name in sorted(names):
+            row = await self.rt.store.find_channel(username=name)
+            if row is not None and row.tg_id is not None:
+                ids[name] = row.tg_id
+        if not ids:
+            return posts
+        out = []
+        for p in posts:
+            f = p.forward
+            if f is not None and f.username in ids and f.channel_id is None:
+                p = replace(p, forward=ForwardOrigin(channel_id=ids[f.username], message_id=f.message_id,
+                                                     name=f.name, username=f.username))
+            out.append(p)
+        return out
 
     async def _page_back(self, row: m.Channel, pages: list[WebPage], max_pages: int) -> None:
         """Read older pages until one reaches the cursor (or the channel's start)."""
@@ -227,6 +282,9 @@ class WebJobs:
                 report.error = f"{exc}; run the backfill again, it resumes where it stopped"
                 break
             last = page
+            if page.unreadable:
+                event(log, logging.WARNING, "web preview posts unreadable; backfill passes them over",
+                      channel=f"@{row.username}", posts=",".join(map(str, page.unreadable)))
             if total is None and page.newest_id:
                 total = max(1, page.newest_id - floor)
             posts = [p for p in page.posts if not polled or p.message_id <= cursor or row.backfill_done]
@@ -240,6 +298,7 @@ class WebJobs:
                 reached_since = True
             low = min([p.message_id for p in posts] + ([] if reached_since else page.ids), default=None)
             if posts or low is not None:
+                posts = await self._forward_ids(posts)
                 res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(posts), backfill_low=low)
                 report.new += res.new
                 report.edited += res.edited

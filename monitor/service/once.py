@@ -4,6 +4,7 @@ delivery attempt per due alert) under the same session lock as the service, and 
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 
 from monitor.config import ChannelConfig, Settings
@@ -49,7 +50,7 @@ async def poll_all(rt: Runtime) -> CycleResult:
         try:
             reports.extend(await jobs.poll(channels))
         except Exception as exc:
-            message = source_unreachable(exc)
+            message = source_unreachable(exc) or _web_unreachable(exc)
             if message is None:
                 raise
             reports.unreachable[source] = message
@@ -63,6 +64,16 @@ async def poll_all(rt: Runtime) -> CycleResult:
         event(log, logging.WARNING if r.error else logging.INFO, "poll", channel=r.channel, new=r.new,
               alerts=r.alerts, error=r.error or "")
     return reports
+
+
+def _web_unreachable(exc: BaseException) -> str | None:
+    """The one-line message when ``exc`` says the web preview site cannot be reached, else None (the web
+    source's module is looked at only when it was loaded). Here, not in ``source_unreachable``: the service
+    answers that one with the Telegram backoff, which a web outage must not trigger."""
+    mod = sys.modules.get("monitor.sources.web")
+    if mod is not None and isinstance(exc, mod.WebUnreachable):
+        return str(exc)
+    return None
 
 
 async def run_once(settings: Settings) -> int:

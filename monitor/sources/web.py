@@ -3,8 +3,15 @@
 Polite means: every request takes a token from the source's own :class:`~monitor.budget.RequestBudget`,
 goes out with a real User-Agent (through the optional HTTP proxy), and a 429 answer's ``Retry-After`` is
 honoured for the whole source, not just for the one request. A channel with no public preview (t.me
-redirects ``/s/<name>`` to ``/<name>``, or answers with a page that holds no message history) raises
-:class:`ChannelUnavailable`. Nothing here touches the database; parsing lives in ``web_parse``.
+redirects ``/s/<name>`` to ``/<name>``, or answers 404) raises :class:`ChannelUnavailable`.
+
+An answer of 200 is not trusted blindly: a page with no message history (a captcha, an error page, a
+proxy's portal, garbage), a page cut short (no closing ``</html>``: its newest posts, or the one it breaks
+in, are missing) or a page of another channel is a :class:`BadPage`, retried with a growing pause like a
+5xx and then reported as a transient error: it never marks the channel unavailable, and nothing of it is
+stored. When the site cannot be reached at all (network or proxy failure, or 5xx after every retry)
+:class:`WebUnreachable` says so in one line. Nothing here touches the database; parsing lives in
+``web_parse``.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ KIND = "web"
 ACCEPT_LANGUAGE = "en-US,en;q=0.9"
 #: redirects followed while they stay on a channel's preview (``/s/<name>``: a renamed channel, http → https)
 MAX_REDIRECTS = 3
-#: transient failures (network, 5xx) are retried this many times with a growing pause
+#: transient failures (network, 5xx, a bad page) are retried this many times with a growing pause
 RETRIES = 3
+#: the first pause before a retry, in seconds; each next one doubles (at most 10 s)
+RETRY_PAUSE = 2.0
 #: the longest Retry-After we honour by waiting in place; longer ones defer the work
 MAX_INLINE_WAIT = 30.0
 
@@ -46,6 +55,20 @@ class WebSourceError(Exception):
 
 class ChannelUnavailable(WebSourceError):
     """The channel has no public web preview (private, not a channel, or hidden from t.me/s)."""
+
+
+class BadPage(WebSourceError):
+    """An answer of 200 that is not this channel's whole preview page (after every retry): transient."""
+
+
+class WebUnreachable(WebSourceError):
+    """The preview site cannot be reached (network, proxy or DNS failure, or 5xx after every retry): an
+    operational condition of the whole source, not of one channel. The message is one line, no secrets."""
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the web preview at {base_url}: {reason}; check the network or set "
+                         f"[sources.web] proxy")
+        self.reason = reason
 
 
 class RateLimited(WebSourceError):
@@ -129,8 +152,8 @@ class WebClient:
             except httpx.HTTPError as exc:
                 attempt += 1
                 if attempt > RETRIES:
-                    raise WebSourceError(f"{self.settings.base_url}{path}: {type(exc).__name__}: {exc}") from None
-                await asyncio.sleep(min(2.0**attempt, 10.0))
+                    raise WebUnreachable(_origin(self.settings.base_url), _reason(exc)) from None
+                await _pause(attempt)
                 continue
             if r.status_code == 429:
                 wait = retry_after_seconds(r.headers.get("Retry-After"))
@@ -156,16 +179,52 @@ class WebClient:
             if r.status_code >= 500:
                 attempt += 1
                 if attempt > RETRIES:
-                    raise WebSourceError(f"{path}: HTTP {r.status_code}")
-                await asyncio.sleep(min(2.0**attempt, 10.0))
+                    raise WebUnreachable(_origin(self.settings.base_url), f"{path} answers HTTP {r.status_code}")
+                await _pause(attempt)
                 continue
             if r.status_code != 200:
                 raise WebSourceError(f"{path}: HTTP {r.status_code}")
             # Parsing a page is a few milliseconds of CPU; no thread hop needed.
-            page = parse_page(r.text, name)
-            if not page.is_channel:
-                raise ChannelUnavailable(f"no public web preview: {path} shows no message history")
+            text = r.text
+            page = parse_page(text, name)
+            problem = _page_problem(text, page, name)
+            if problem is not None:
+                attempt += 1
+                event(log, logging.WARNING, "web preview answered a bad page", channel=f"@{username}",
+                      problem=problem, attempt=attempt)
+                if attempt > RETRIES:
+                    raise BadPage(f"{path}: {problem} ({RETRIES + 1} tries); the next poll tries again")
+                await _pause(attempt)
+                continue
             return page
+
+
+async def _pause(attempt: int) -> None:
+    """The growing pause before retry ``attempt`` (1, 2, …): RETRY_PAUSE, twice that, … at most 10 s."""
+    await asyncio.sleep(min(RETRY_PAUSE * 2.0 ** (attempt - 1), 10.0))
+
+
+def _page_problem(text: str, page: WebPage, name: str) -> str | None:
+    """Why an answer of 200 is not ``name``'s whole preview page, or None when it is."""
+    if not page.is_channel:
+        return ("the answer is not a channel's preview page (no message history: a captcha, an error page or "
+                "another site?)")
+    if "</html>" not in text[-4096:].lower():
+        return "the page is cut short (no closing </html>)"
+    if page.channel is not None and page.channel.lower() != name.lower():
+        return f"the page is of another channel (@{page.channel}, not @{name})"
+    return None
+
+
+def _origin(base_url: str) -> str:
+    """The site part of ``base_url`` (scheme, host, port): never a path or credentials of a proxy URL."""
+    u = httpx.URL(base_url)
+    return f"{u.scheme}://{u.host}" + (f":{u.port}" if u.port else "")
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 def _preview_name(location: str) -> str | None:

@@ -28,6 +28,9 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from monitor.posts import ForwardOrigin, Post
 
 _POST_LINK = re.compile(r"(?:^|/)(?:s/)?(?P<user>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<id>\d+)/?(?:[?#].*)?$")
+#: a post of a channel without a username: ``t.me/c/<bare channel id>/<message id>``
+_PRIVATE_POST_LINK = re.compile(r"(?:^|/)c/(?P<channel>\d+)/(?P<id>\d+)/?(?:[?#].*)?$")
+_USERNAME = re.compile(r"@?([A-Za-z][A-Za-z0-9_]{2,31})")
 _BEFORE = re.compile(r"[?&]before=(\d+)")
 _VIEWS = re.compile(r"^\s*([\d.,\s\xa0]*\d)\s*([KMB]?)(?:\s+\w+)?\s*$", re.I)
 _BLOCKS = frozenset({"div", "p", "blockquote", "pre", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table",
@@ -62,7 +65,12 @@ class WebPage:
     before: int | None = None  # ?before= value for the next older page, None at the channel's start
     title: str | None = None
     service_ids: list[int] = field(default_factory=list)  # ids of service messages (pins, title changes)
-    ids: list[int] = field(default_factory=list)  # every message id the page shows (posts and service)
+    ids: list[int] = field(default_factory=list)  # every message id the page shows and read (posts and service)
+    #: the channel the page is of, as it names itself (header ``@username``, else its posts' ``data-post``)
+    channel: str | None = None
+    #: ids of posts the page shows but that could not be read (no date: markup cut short or changed); a
+    #: poll must not move its cursor past them
+    unreadable: list[int] = field(default_factory=list)
 
     @property
     def newest_id(self) -> int | None:
@@ -83,6 +91,7 @@ def parse_page(doc: str, username: str | None = None) -> WebPage:
     title = tree.css_first(".tgme_channel_info_header_title")
     if title is not None:
         page.title = _clean(_text(title, [])) or None
+    page.channel = _page_channel(tree, wraps)
     for node in wraps:
         ref = (node.attributes.get("data-post") or "").strip()
         user, _, num = ref.rpartition("/")
@@ -91,18 +100,37 @@ def parse_page(doc: str, username: str | None = None) -> WebPage:
         if username and user and user.lower() != username.lower():
             continue
         mid = int(num)
-        page.ids.append(mid)
         if _has_class(node, "service_message") or node.css_first(".tgme_widget_message_service_date") is not None \
                 or node.css_first(".service_message") is not None:
+            page.ids.append(mid)
             page.service_ids.append(mid)
             continue
         post = parse_message(node, mid)
-        if post is not None:
-            page.posts.append(post)
-            page.ids.extend(i for i in post.member_ids if i != mid)
+        if post is None:
+            page.unreadable.append(mid)
+            continue
+        page.ids.append(mid)
+        page.posts.append(post)
+        page.ids.extend(i for i in post.member_ids if i != mid)
     page.posts.sort(key=lambda p: p.message_id)
     page.before = _before(tree)
     return page
+
+
+def _page_channel(tree: LexborHTMLParser, wraps: list[LexborNode]) -> str | None:
+    """The username the page is of: the channel header's ``@username``, else the one most of its posts'
+    ``data-post`` name; None when the page names none (a page that is no preview at all)."""
+    head = tree.css_first(".tgme_channel_info_header_username")
+    if head is not None:
+        m = _USERNAME.fullmatch(_clean(head.text(deep=True)))
+        if m:
+            return m.group(1)
+    names: dict[str, int] = {}
+    for node in wraps:
+        user = (node.attributes.get("data-post") or "").strip().rpartition("/")[0]
+        if _USERNAME.fullmatch(user):
+            names[user] = names.get(user, 0) + 1
+    return max(names, key=lambda k: names[k]) if names else None
 
 
 def _before(tree: LexborHTMLParser) -> int | None:
@@ -314,7 +342,9 @@ def _views(node: LexborNode) -> int | None:
 
 def _forward(node: LexborNode) -> ForwardOrigin | None:
     """``Forwarded from <a class="…_forwarded_from_name" href="https://t.me/src/77">Name</a>`` (the link
-    is missing for a hidden sender, and points at a user or channel page rather than a post at times)."""
+    is missing for a hidden sender, and points at a user or channel page rather than a post at times). A
+    link to a post names the origin channel: by username (``t.me/src/77``, lower-cased) or, for a channel
+    without one, by its id (``t.me/c/1234567/77``); a link to a page alone names no origin post."""
     box = node.css_first(".tgme_widget_message_forwarded_from")
     if box is None:
         return None
@@ -327,13 +357,17 @@ def _forward(node: LexborNode) -> ForwardOrigin | None:
             whole = whole.replace(_clean(author.text(deep=True)), "").strip()
         name = re.sub(r"^\s*(?:Forwarded from|Переслано из)\s*:?\s*", "", whole, flags=re.I)
     msg_id: int | None = None
+    channel_id: int | None = None
+    origin: str | None = None
     href = (name_node.attributes.get("href") if name_node is not None else None) or (
         box.attributes.get("href") if box.tag == "a" else None)
     if href:
-        m = _POST_LINK.search(href.split("://", 1)[-1])
-        if m:
-            msg_id = int(m.group("id"))
-    return ForwardOrigin(channel_id=None, message_id=msg_id, name=name or None)
+        where = href.split("://", 1)[-1]
+        if m := _PRIVATE_POST_LINK.search(where):
+            channel_id, msg_id = int(m.group("channel")), int(m.group("id"))
+        elif m := _POST_LINK.search(where):
+            origin, msg_id = m.group("user").lower(), int(m.group("id"))
+    return ForwardOrigin(channel_id=channel_id, message_id=msg_id, name=name or None, username=origin)
 
 
 def _link_preview(node: LexborNode) -> tuple[str | None, str | None]:
