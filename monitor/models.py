@@ -86,6 +86,7 @@ class Channel(Base):
     status_changed_at: Mapped[datetime | None]
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)  # highest message id stored or skipped
     baseline_id: Mapped[int | None] = mapped_column(BigInteger)  # ids at or below never alert by default
+    baseline_at: Mapped[datetime | None]  # when the baseline was set: edits made later alert (migration 0010)
     backfill_low: Mapped[int | None] = mapped_column(BigInteger)  # lowest id reached walking back
     backfill_done: Mapped[bool] = mapped_column(Boolean, default=False)
     server_count: Mapped[int | None] = mapped_column(BigInteger)
