@@ -18,7 +18,10 @@ from monitor.store import BatchItem, BatchResult, OutboxPlanner, Store
 class AlertRule:
     """Which posts of a batch may alert.
 
-    ``None`` (polls): ids above the channel's baseline, or all when the channel has ``alert_history``.
+    ``None`` (polls): ids above the channel's baseline, or all when the channel has ``alert_history``;
+    and a post at or below the baseline whose edit was made after the baseline was set (an edit made after
+    we started watching is news; the outbox alerts only for the entities the edit added). The web preview
+    gives no edit time, so there such edits stay silent.
     ``True``/``False`` (backfill, import): every post, or none."""
 
     force: bool | None = None
@@ -29,7 +32,12 @@ class AlertRule:
             return self.force
         if self.alert_history:
             return True
-        return channel.baseline_id is not None and post.message_id > channel.baseline_id
+        if channel.baseline_id is None:
+            return False
+        if post.message_id > channel.baseline_id:
+            return True
+        return (post.edit_date is not None and channel.baseline_at is not None
+                and post.edit_date > channel.baseline_at)
 
 
 class Ingestor:

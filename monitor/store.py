@@ -155,7 +155,7 @@ class Store:
         """Set the baseline once (the first successful poll); False if it was already set."""
         async with self.sessions.begin() as s:
             res = await s.execute(update(m.Channel).where(m.Channel.id == channel_id, m.Channel.baseline_id.is_(None))
-                                  .values(baseline_id=baseline_id))
+                                  .values(baseline_id=baseline_id, baseline_at=m.now()))
             return bool(res.rowcount)
 
     async def get_channel(self, channel_id: int) -> m.Channel:
