@@ -518,3 +518,35 @@ def test_old_codes_keep_working_and_a_shared_old_code_asks_for_the_id(
     assert "failed" in _cli(cfg, "alerts", "list", "--status", "failed").output  # nothing retried
     res = _cli(cfg, "alerts", "retry", str(rows[2].id))
     assert res.exit_code == 0 and "1 alert(s) due again" in res.output
+
+
+# --------------------------------------------------------------------------- edits below the baseline
+
+
+async def test_an_edit_after_the_watch_began_alerts_for_what_it_added(
+        make_settings: Callable[..., Settings], db_url: str, sinks: Callable[..., Sink]) -> None:
+    from monitor.ingest import AlertRule as Rule
+
+    sink = sinks()
+    settings = make_settings(WATCHLIST + dest("a", sink.url), db_url)
+    async with open_runtime(settings) as rt:
+        ch = await channel(rt, "news_edits", 1090)
+        # the first poll: posts 1-3 stored, the baseline set at the newest; none of them alerts
+        first = [post(i, story(i, ["Росатом"])) for i in (1, 2, 3)]
+        assert (await rt.ingestor.ingest(ch, first, rule=Rule())).alerts == 0
+        assert await rt.store.set_baseline(ch.id, 3)
+        ch = await rt.store.get_channel(ch.id)
+        assert ch.baseline_at is not None and abs(ch.baseline_at - datetime.now(UTC)) < timedelta(minutes=1)
+        # re-read unchanged, and an edit made before we watched (seen for the first time now): silent
+        stale = Post(message_id=2, date=T0, text=story(2, ["Росатом", "Газпром"]),
+                     edit_date=ch.baseline_at - timedelta(minutes=5))
+        assert (await rt.ingestor.ingest(ch, [*first[:1], stale], rule=Rule())).alerts == 0
+        # an edit made after the baseline adds Сбербанк to post 1: one alert, for Сбербанк only
+        fresh = Post(message_id=1, date=T0, text=story(1, ["Росатом", "Сбербанк"]),
+                     edit_date=ch.baseline_at + timedelta(minutes=1))
+        assert (await rt.ingestor.ingest(ch, [fresh], rule=Rule())).alerts == 1
+        assert (await rt.ingestor.ingest(ch, [fresh], rule=Rule())).alerts == 0  # seen again: nothing
+        assert await deliver_due(rt) == 1
+    [text] = sink.texts()
+    assert text.split("\n", 1)[0].startswith("Сбербанк —") and "Росатом" not in text.split("\n", 1)[0]
+    assert "t.me/news_edits/1" in text
