@@ -961,12 +961,16 @@ def _add_kazakh(out: AliasForms, stem: str, stems: set[str]) -> None:
     last = stem.rpartition(" ")[2].rpartition("-")[2]
     # An ending spelled only with Russian letters may make a Russian word of the stem (Мир + ны =
     # «мирны»): such endings are not accepted after this stem.
+    # (word_is_known directly: these one-off words would only crowd the compile's caches)
+    known = morph().word_is_known
     out.kk_exclude = frozenset(
-        e for e in endings(cls) if not (set(e) & _KK_SET) and _known(last + e) and not _is_name_form(last + e)
+        e for e in endings(cls) if e[0] in _RU_FIRST and not (set(e) & _KK_SET) and known(last + e)
+        and not _is_name_form(last + e)
     )
 
 
 _KK_SET = frozenset(KK_LETTERS)
+_RU_FIRST = frozenset("абвгдежзийклмнопрстуфхцчшщъыьэюя")
 
 
 def _is_name_form(word: str) -> bool:

@@ -354,13 +354,14 @@ class Watchlist:
                 person = _Person(firsts, initials, evidence_only=not s.surname_alone)
                 for alias, af in people:
                     assert af.person is not None
-                    surnames.setdefault(af.person[1], alias)
+                    surnames.setdefault(_fold(af.person[1]), alias)
             listed = set()
             for alias, af in compiled:
                 own = None
-                if person is not None and len(alias.split()) == 1 and alias.lower().replace("ё", "е") in surnames:
+                one = _fold(alias.strip().lower().replace("ё", "е"))
+                if person is not None and " " not in one and one in surnames:
                     own = person
-                    listed.add(alias.lower().replace("ё", "е"))
+                    listed.add(one)
                 add_alias(ei, s, alias, af, own)
             if person is not None:
                 # A surname the user did not list alone still finds its person with an initial, a
@@ -766,10 +767,11 @@ def _joined(a: _Alias, norm: str, low: str, start: int, end: int, size: int) -> 
 
 
 # A capitalised adjective right before a hit (Западной, Южную, Нижний): maybe another place's name.
-_PREV_ADJ = re.compile(
-    r"(?:^|(?<=[\s«\"(]))([A-ZА-ЯЁ][а-яё]+(?:-[а-яё]+)*(?:ая|яя|ой|ей|ий|ый|ую|юю|ое|ее|ом|ем|ым|им|ых|их|ые|ие"
-    r"|ого|его|ому|ему|ыми|ими)) $"
-)
+_ADJ_ENDINGS = (
+    "ая", "яя", "ой", "ей", "ий", "ый", "ую", "юю", "ое", "ее", "ом", "ем", "ым", "им", "ых", "их", "ые", "ие",
+)  # fmt: skip
+_ADJ_LAST = frozenset(e[-1] for e in _ADJ_ENDINGS)
+_PREV_ADJ = re.compile(r"[А-ЯЁ][а-яё]+(?:-[а-яё]+)*")
 _DIRECTIONS = ("северн", "южн", "западн", "восточн", "центральн", "северо-", "юго-", "нижн", "верхн")
 
 
@@ -780,13 +782,14 @@ def _other_place(norm: str, low: str, start: int, end: int) -> bool:
     Европа, Америка, Иерусалим, Новгород. At a sentence start a capital says nothing, so there only
     the compass and upper/lower adjectives count.
     """
-    if start < 3 or norm[start - 1] != " " or not norm[start - 2].isalpha():
+    if start < 3 or norm[start - 1] != " " or norm[start - 2] not in _ADJ_LAST:
         return False
-    m = _PREV_ADJ.search(norm, max(0, start - 40), start)
-    if m is None:
+    ws = norm.rfind(" ", max(0, start - 40), start - 1) + 1
+    word = norm[ws : start - 1]
+    if not word[:1].isupper() or not word.endswith(_ADJ_ENDINGS) or not _PREV_ADJ.fullmatch(word):
         return False
-    adj = m.group(1).lower()
-    i = m.start(1) - 1
+    adj = word.lower()
+    i = ws - 1
     if i >= 0 and norm[i] in _OPENERS:
         return False  # a quoted name (партия «Единая Россия») mentions the place it names
     while i >= 0 and norm[i] in " (":
@@ -821,7 +824,7 @@ def _agreement(tag: Any) -> tuple[str, str]:
 _EVIDENCE, _BARE, _OTHER = 0, 1, 2
 _INIT_BEFORE = re.compile(r"(?<![^\W\d_])([^\W\d_])\.(?:-[^\W\d_]\.)?(?:\s?([^\W\d_])\.)?\s?$")
 _INIT_AFTER = re.compile(r"[ \u00a0]([^\W\d_])\.(?:-[^\W\d_]\.)?(?:\s?([^\W\d_])\.)?")
-_PREV_WORD = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)[ \u00a0]+$")
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _PATRONYMIC = (
     "вич", "вича", "вичу", "вичем", "виче", "вна", "вны", "вне", "вну", "вной", "вною", "ична", "ичны", "ичне",
     "ичну", "ичной", "ич", "ича", "ичу", "ичем", "иче", "улы", "кызы",
@@ -919,8 +922,15 @@ def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, i
 
 
 def _prev_word(norm: str, pos: int) -> tuple[int, str] | None:
-    m = _PREV_WORD.search(norm, max(0, pos - 40), pos)
-    return (m.start(1), m.group(1)) if m is not None else None
+    """(start, word) of the word right before ``pos`` across spaces only, or None."""
+    j = pos
+    while j > 0 and norm[j - 1] in " \u00a0":
+        j -= 1
+    if j == pos or j == 0:
+        return None
+    i = norm.rfind(" ", max(0, j - 40), j) + 1
+    m = _WORD.fullmatch(norm, i, j)
+    return (i, m.group()) if m is not None else None
 
 
 def _same_first(word: str, forms: frozenset[str]) -> bool:
