@@ -269,3 +269,113 @@ def test_as_must_name_a_known_channel(write_config: WriteConfig, sqlite_url: str
     assert r.exit_code == 2, r.output
     assert "did you mean --as testnews?" in r.output and "known: testnews" in r.output
     assert counts(sqlite_url)["channels"] == 0
+
+
+# --- issue 17 items 2 and 12: what an import passes over is said; hostile and wrong files exit 2 -------------
+
+
+def test_account_export_names_every_chat_it_skipped(write_config: WriteConfig, sqlite_url: str) -> None:
+    cfg = write_config(WATCH, sqlite_url)
+    r = tgm(cfg, "import", str(DATA / "export_real_account.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "skipped 5 chats that are not a channel; import one with --channel NAME (its title or id):" in r.output
+    assert "«Пётр» (personal chat, id 5, 1 message)" in r.output
+    assert "«Группа» (private group, id 1300000001, 1 message)" in r.output
+    # picking one: a group is imported when named, and the report says it is not a channel
+    r = tgm(cfg, "import", str(DATA / "export_real_account.json"), "--channel", "Группа", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "«Группа» (private group, id 1300000001) is not a channel (tgmonitor watches channels): imported " \
+           "because --channel named it" in r.output
+    assert "skipped" not in r.output  # the user picked: the others are not listed
+    r = tgm(cfg, "import", str(DATA / "export_real_account.json"), "--channel", "нет такого", "--no-progress")
+    assert r.exit_code == 2 and "no chat named or numbered 'нет такого' in this export; its chats:" in r.output
+    assert "«Пётр» (personal chat" in r.output and "Traceback" not in r.output
+
+
+def test_a_personal_chat_export_is_refused_unless_named(write_config: WriteConfig, tmp_path: Path,
+                                                        sqlite_url: str) -> None:
+    doc = json.loads((DATA / "export_single.json").read_text(encoding="utf-8"))
+    doc.update(name="Друг", type="personal_chat", id=42)
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    cfg = write_config(WATCH, sqlite_url)
+    r = tgm(cfg, "import", str(path), "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert ("this export is of «Друг» (personal chat, id 42, 14 messages), which is not a channel (tgmonitor "
+            "watches channels); to import it anyway: --channel Друг") in r.output
+    assert counts(sqlite_url)["channels"] == 0
+    r = tgm(cfg, "import", str(path), "--channel", "Друг", "--no-progress")
+    assert r.exit_code == 0 and "9 posts read, 9 new" in r.output and "is not a channel" in r.output, r.output
+
+
+def test_malformed_messages_are_counted(write_config: WriteConfig, tmp_path: Path, sqlite_url: str) -> None:
+    doc = json.loads((DATA / "export_single.json").read_text(encoding="utf-8"))
+    doc["messages"] += [{"id": "x", "type": "message"}, 17, {"id": 99, "type": "message", "date": "?", "text": "a"}]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    r = tgm(write_config(WATCH, sqlite_url), "import", str(path), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "9 posts read, 9 new" in r.output
+    assert "  3 malformed messages skipped (not a message object, no numeric id or no readable date)" in r.output
+
+
+def _dates(db_url: str) -> tuple[dict[int, str], dict[str, int]]:
+    """Stored post dates by message id, and the stats rollup (mention_days) as {day: posts}."""
+    async def go() -> tuple[dict[int, str], dict[str, int]]:
+        engine = create_engine(to_async_url(db_url))
+        try:
+            async with engine.connect() as c:
+                posts = {mid: d.isoformat() for mid, d in await c.execute(select(m.Post.message_id, m.Post.date))}
+                days = {d.isoformat(): n for d, n in await c.execute(select(m.MentionDay.day, m.MentionDay.posts))
+                        if n}
+                return posts, days
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_old_export_dates_are_warned_about_and_corrected_by_a_reimport(write_config: WriteConfig,
+                                                                       db_url: str) -> None:
+    """An export without date_unixtime: its local times are read as UTC by default, which the report says;
+    importing it again with the right --timezone moves the stored dates, and the stats rollup with them."""
+    cfg = write_config(WATCH, db_url)
+    r = tgm(cfg, "import", str(DATA / "export_old.json"), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert ("2 posts have no date_unixtime (an export made before 2021): their local times were read as UTC; if "
+            "the exporting computer was in another zone, import again with --timezone ZONE") in r.output
+    posts, days = _dates(db_url)
+    assert posts == {4984: "2021-01-31T21:02:29+00:00", 4985: "2021-01-31T22:00:00+00:00"}
+    assert days == {"2021-01-31": 1}  # 4985 names Росатом
+    r = tgm(cfg, "import", str(DATA / "export_old.json"), "--timezone", "America/New_York", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "0 new, 0 changed" in r.output
+    assert "corrected the stored dates of 2 posts (local times now read as America/New_York)" in r.output
+    posts, days = _dates(db_url)
+    assert posts == {4984: "2021-02-01T02:02:29+00:00", 4985: "2021-02-01T03:00:00+00:00"}
+    assert days == {"2021-02-01": 1}  # the mention moved to its new UTC day
+    r = tgm(cfg, "stats", "--entity", "Росатом", "--since", "2021-01-30", "--format", "json")
+    assert r.exit_code == 0, r.output
+    series = {p["period"]: p["mentions"] for p in json.loads(r.output)["entities"][0]["series"]}
+    assert series["2021-01-31"] == 0 and series["2021-02-01"] == 1
+    r = tgm(cfg, "import", str(DATA / "export_old.json"), "--timezone", "America/New_York", "--no-progress")
+    assert r.exit_code == 0 and "corrected the stored dates" not in r.output, r.output  # the same zone: nothing to do
+    assert _dates(db_url)[0] == posts
+
+
+def test_a_cp1251_export_is_an_encoding_problem(write_config: WriteConfig, tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "cp1251.json"
+    path.write_bytes((DATA / "export_single.json").read_text(encoding="utf-8").encode("cp1251", errors="replace"))
+    r = tgm(write_config(WATCH, sqlite_url), "import", str(path), "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert "not UTF-8 text (byte 0xCD at byte 12)" in r.output and "Windows-1251" in r.output
+    assert "truncated" not in r.output and "Traceback" not in r.output
+
+
+def test_nested_brackets_exit_2_in_one_line(write_config: WriteConfig, tmp_path: Path, sqlite_url: str) -> None:
+    path = tmp_path / "bomb.json"
+    path.write_bytes(b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    r = tgm(write_config(WATCH, sqlite_url), "import", str(path), "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "nests more than 64 levels deep" in r.output
+    assert counts(sqlite_url)["channels"] == 0

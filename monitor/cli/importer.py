@@ -14,7 +14,8 @@ from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--channel", "channel", default=None, metavar="NAME",
-              help="In a full-account export: import the chat with this title or numeric id (default: every channel).")
+              help="Import the chat with this title or numeric id (default: every channel of the export). A chat "
+                   "that is not a channel (a group, a personal chat) is imported only when named here.")
 @click.option("--as", "as_username", default=None, metavar="USERNAME",
               help="Link the export to this configured or stored channel username (a channel polled by username, "
                    "e.g. via the web source); an unknown name exits 2.")
@@ -22,14 +23,16 @@ from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass
               help="Alert on the imported posts that mention a watched entity, and try to deliver them now "
                    "(failures stay queued for the service). Without it imported posts are stored and matched only.")
 @click.option("--timezone", "tz_name", default="UTC", show_default=True, metavar="ZONE",
-              help="The exporting computer's time zone; used only for old exports without date_unixtime.")
+              help="The exporting computer's time zone; used only for old exports without date_unixtime. Importing "
+                   "such an export again with another zone corrects the dates stored before.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @pass_state
 def import_cmd(state: CliState, path: Path, channel: str | None, as_username: str | None, alert: bool,
                tz_name: str, no_progress: bool) -> None:
     """Import a Telegram Desktop export (result.json, "Machine-readable JSON").
 
-    Re-importing the same file changes nothing; importing a newer export adds only what is new. The export's
+    Re-importing the same file changes nothing; importing a newer export adds only what is new. The report
+    names the chats that were skipped (not channels) and the messages that could not be read. The export's
     numeric channel id links it to a configured or polled channel with that id; else a stored channel with no
     id and exactly the export's title (a web channel); --as links it to a channel known only by username, so
     importing and then polling never duplicates posts. An export stored as a separate channel is folded into

@@ -28,9 +28,20 @@ from sqlalchemy import delete, func, select, update
 from monitor import models as m
 from monitor.config import Settings, parse_channel_ref
 from monitor.ingest import AlertRule
+from monitor.jobs.redate import redate_posts
 from monitor.logs import event
 from monitor.posts import Post
-from monitor.sources.export import ExportChat, ExportError, ExportItem, chat_selector, read_export
+from monitor.sources.export import (
+    ExportChat,
+    ExportError,
+    ExportItem,
+    ExportStats,
+    chat_notes,
+    chat_selector,
+    nothing_selected,
+    read_export,
+    skipped_chats,
+)
 
 if TYPE_CHECKING:
     from monitor.runtime import Runtime
@@ -53,6 +64,7 @@ class ChatReport:
     matches: int = 0
     alerts: int = 0
     note: str | None = None  # how the chat was linked, when that was not by id or --as
+    redated: int = 0  # stored posts whose dates an earlier import of an old export read in another zone
 
 
 class LinkError(ExportError):
@@ -112,6 +124,7 @@ class ImportJob:
         self.rule = AlertRule(force=alert)
         self.local_tz = local_tz
         self.batch = batch
+        self.stats = ExportStats()  # what the reader passed over (chats not selected, malformed messages)
 
     async def run(self, *, on_bytes: ByteProgress | None = None,
                   after_batch: AfterBatch | None = None) -> ImportReport:
@@ -122,7 +135,9 @@ class ImportJob:
         fh = await asyncio.to_thread(self.path.open, "rb")
         pending: asyncio.Future[object] | None = None
         try:
-            reader = _BatchReader(read_export(fh, select=self.select, local_tz=self.local_tz, on_read=on_bytes),
+            # a single-chat export of a group or a personal chat is read only when --channel names it
+            reader = _BatchReader(read_export(fh, select=self.select, local_tz=self.local_tz, on_read=on_bytes,
+                                              single_chat_any_type=False, stats=self.stats),
                                   self.batch)
             current: ChatReport | None = None
             row: m.Channel | None = None
@@ -150,6 +165,7 @@ class ImportJob:
                     current.edited += res.edited
                     current.matches += res.matches
                     current.alerts += res.alerts
+                    current.redated += await redate_posts(self.rt.store, row.id, posts)
                     if after_batch is not None:
                         maybe = after_batch(current)
                         if asyncio.iscoroutine(maybe):
@@ -167,9 +183,7 @@ class ImportJob:
                     pending.exception()  # retrieved: the body's own error is the one to report
             await asyncio.to_thread(fh.close)
         if not report.chats and report.error is None:
-            what = f"no chat named or numbered {self.channel!r}" if self.channel else "no channel"
-            raise ExportError(f"{what} in this export; list its chats with: "
-                              f"grep -o '\"name\": \"[^\"]*\"' {self.path} | head")
+            raise ExportError(nothing_selected(self.stats, self.channel))
         return report
 
     def _check_as(self, report: ImportReport, chat: ExportChat) -> str | None:
@@ -414,9 +428,13 @@ async def import_file(
                 delivered = await deliver_due(rt)
     finally:
         bar.close()
-    lines = [f"{c.channel}: {c.posts} posts read, {c.new} new, {c.edited} changed, {c.matches} mentions"
-             + (f", {c.alerts} alerts" if alert else "") + (f" ({c.note})" if c.note else "")
-             for c in report.chats]
+    lines = []
+    for c in report.chats:
+        lines.append(f"{c.channel}: {c.posts} posts read, {c.new} new, {c.edited} changed, {c.matches} mentions"
+                     + (f", {c.alerts} alerts" if alert else "") + (f" ({c.note})" if c.note else ""))
+        lines += [f"  {note}" for note in chat_notes(c.chat, job.stats.of(c.chat), local_tz, redated=c.redated)]
+    if channel is None:
+        lines += skipped_chats(job.stats)
     if alert and not settings.alerts:
         lines.append("alerts: none raised, no [[alerts]] destinations are configured "
                      '(for example: [[alerts]] name = "me" url = "tgram://BOT_TOKEN/CHAT_ID")')
