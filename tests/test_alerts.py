@@ -340,7 +340,7 @@ async def test_quiet_hours_hold_alerts_and_send_one_digest(
         assert await deliver_due(rt, at=now) == 0  # held
         assert sink.bodies == []
         assert await deliver_due(rt, at=end + timedelta(minutes=2)) == 3
-    assert len(sink.bodies) == 1 and sink.texts()[0].startswith("Сводка: 3 упоминаний")
+    assert len(sink.bodies) == 1 and sink.texts()[0].startswith("Сводка: 3 упоминания,")
     assert len(sink.codes()) == 3
 
 

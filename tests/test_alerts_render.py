@@ -43,7 +43,7 @@ def test_html_alert_keeps_post_markup_inert() -> None:
     assert "<b>Росатом</b>" in msg.body
     assert '<a href="https://t.me/news_ru/5">' in msg.body
     assert "#a1b2c3" in msg.body and "20.05.2025 13:00 MSK" in msg.body
-    assert msg.title == "Росатом, УКТМК — @" + WJ + "news_ru"
+    assert msg.title == "Росатом, УКТМК — @news_ru"  # the channel's username copies intact (no U+2060 in it)
 
 
 def test_markdown_alert_keeps_post_markup_inert() -> None:
@@ -120,3 +120,38 @@ def test_digest_lists_every_alert_within_size_limits() -> None:
     for msg, _ in parts:
         assert len(msg.body) < 4000
     assert all(f"#c{i:05d}" in "".join(m.body for m, _ in parts) for i in range(200))
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_channel_usernames_copy_intact_but_titles_and_broadcast_names_stay_inert(fmt: str) -> None:
+    view = _view()
+    view.channel, view.also_in = "@rian_ru", ["@kz_news", "Новости @everyone", "@everyone"]
+    msg = render_alert(view, _dest(fmt), ZoneInfo("UTC"))
+    plain = "@rian\\_ru" if fmt == "markdown" else "@rian_ru"  # Markdown shows "\_" as "_"
+    assert msg.title == "Росатом, УКТМК — " + plain and WJ not in msg.title
+    last = msg.body.splitlines()[-1]
+    assert last.startswith("Также в: @kz" + ("\\_" if fmt == "markdown" else "_") + "news, ")
+    assert "@everyone" not in last and last.count("@" + WJ + "everyone") == 2  # a title's and a label's
+    [(digest, _)] = render_digests([view], [], _dest(fmt), ZoneInfo("UTC"), reason="после тихих часов")
+    assert plain in digest.body and "@" + WJ + "rian" not in digest.body
+
+
+def test_markdown_escapes_only_what_markdown_reads() -> None:
+    view = _view()
+    dest = _dest("markdown", body_template="{date}\n{snippet}")
+    msg = render_alert(view, dest, ZoneInfo("Europe/Moscow"))
+    assert msg.body.startswith("20.05.2025 13:00 MSK\n")  # was "\\20.05.2025": no escape before a digit
+    assert escape("04.12.2026 и 1. пункт", "markdown") == "04.12.2026 и 1. пункт"
+    assert escape("1. пункт\n2) второй\n- дефис\n+ плюс\n> цитата\n===", "markdown") == (
+        "1\\. пункт\n2\\) второй\n\\- дефис\n\\+ плюс\n\\> цитата\n\\===")
+    assert escape("-5% и +7 999", "markdown") == "-5% и +7 999"  # not a list: left alone
+
+
+@pytest.mark.parametrize(("n", "words"), [(1, "1 упоминание"), (2, "2 упоминания"), (4, "4 упоминания"),
+                                          (5, "5 упоминаний"), (11, "11 упоминаний"), (12, "12 упоминаний"),
+                                          (21, "21 упоминание"), (22, "22 упоминания"), (111, "111 упоминаний")])
+def test_digest_title_uses_the_russian_plural(n: int, words: str) -> None:
+    views = [AlertView(code=f"c{i:05d}", entities=["Росатом"], channel="@chan", link=f"https://t.me/chan/{i}",
+                       date=datetime(2025, 5, 20, tzinfo=UTC)) for i in range(n)]
+    parts = render_digests(views, [], _dest("text"), ZoneInfo("UTC"), reason="после тихих часов")
+    assert parts[0][0].title.startswith(f"Сводка: {words}, после тихих часов")

@@ -29,7 +29,15 @@ _MENTION = re.compile(r"([@＠])(?=[\w!])", re.UNICODE)  # @everyone, @here, @us
 _SCHEME = re.compile(r"(?i)\b((?:https?|ftp|tg|mailto|javascript|data):)(//)?")
 _WWW = re.compile(r"(?i)\b(www)\.")
 _MD_ANYWHERE = re.compile(r"([\\`*_\[\]()<>~|#{}!])")
-_MD_LINE_START = re.compile(r"(?m)^(\s*)([-+>=]|\d+\.)")
+# Markdown reads these only at the start of a line: a list item ("- ", "+ ", "1. ", "1) "), a quote (">"),
+# a setext heading's underline ("===", "---"). Only they are escaped there, and a numbered item by its
+# "." or ")" (a backslash before a digit is no escape in Markdown: "04.12.2026" showed as "\04.12.2026").
+_MD_LINE_START = re.compile(r"(?m)^(\s*)(?:([-+>])(?=\s|$)|(>)|(\d+)([.)])(?=\s|$)|([=-])(?=[=-]*\s*$))")
+# A channel label that is a Telegram username (letters, digits, _): it carries no markup and no link, so it
+# is shown as written — copyable, and a link to the channel where the chat app makes one — except the
+# names chat apps treat as a mention of everybody.
+_USERNAME_LABEL = re.compile(r"@[A-Za-z][A-Za-z0-9_]{2,31}")
+_BROADCAST = frozenset({"all", "channel", "everyone", "group", "here"})
 _PLACEHOLDER = re.compile(r"\{(entities|channel|date|snippet|link|alert_id)\}")
 _SENTENCE_END = re.compile(r"[.!?…](?:[»\")\]]*)\s+|\n+")
 
@@ -69,14 +77,48 @@ def neutralise(text: str) -> str:
     return _WWW.sub(lambda m: m.group(1) + _WJ + ".", text)
 
 
+def _md_line_start(m: re.Match[str]) -> str:
+    lead, mark, quote, digits, dot, rule = m.groups()
+    if digits is not None:
+        return f"{lead}{digits}\\{dot}"
+    return f"{lead}\\{mark or quote or rule}"
+
+
+def _markup(text: str, fmt: str) -> str:
+    """``text`` with the format's markup characters escaped (no mention or link breaking)."""
+    if fmt == "html":
+        return html.escape(text, quote=True)
+    if fmt == "markdown":
+        return _MD_LINE_START.sub(_md_line_start, _MD_ANYWHERE.sub(r"\\\1", text))
+    return text
+
+
 def escape(text: str, fmt: str) -> str:
     """``text`` made inert for a ``text``, ``markdown`` or ``html`` message."""
-    if fmt == "html":
-        return neutralise(html.escape(text, quote=True))
-    if fmt == "markdown":
-        text = _MD_ANYWHERE.sub(r"\\\1", text)
-        return neutralise(_MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text))
-    return neutralise(text)
+    return neutralise(_markup(text, fmt))
+
+
+def channel_ref(label: str, fmt: str) -> str:
+    """A channel's label for a message: an ``@username`` as written (no invisible character in it, so it
+    copies intact), a title or anything else escaped like post text."""
+    if _USERNAME_LABEL.fullmatch(label) and label[1:].lower() not in _BROADCAST:
+        return _markup(label, fmt)
+    return escape(label, fmt)
+
+
+def _channels(labels: Sequence[str], fmt: str) -> str:
+    return ", ".join(channel_ref(c, fmt) for c in labels)
+
+
+def mentions_phrase(n: int) -> str:
+    """``1 упоминание``, ``3 упоминания``, ``5 упоминаний``, ``21 упоминание`` (Russian plural forms)."""
+    if n % 10 == 1 and n % 100 != 11:
+        word = "упоминание"
+    elif 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        word = "упоминания"
+    else:
+        word = "упоминаний"
+    return f"{n} {word}"
 
 
 def _highlight(escaped: str, fmt: str) -> str:
@@ -173,7 +215,7 @@ def render_alert(view: AlertView, dest: AlertDestination, tz: ZoneInfo) -> Messa
                        body=escape(view.body or "", fmt) + f"\n#{view.code}")
     values = {
         "entities": escape(", ".join(view.entities), fmt),
-        "channel": escape(view.channel, fmt),
+        "channel": channel_ref(view.channel, fmt),
         "date": escape(format_date(view.date, tz), fmt),
         "snippet": snippet(view.text, view.spans, fmt),
         "link": _link(view.link, fmt),
@@ -182,7 +224,7 @@ def render_alert(view: AlertView, dest: AlertDestination, tz: ZoneInfo) -> Messa
     title = fill(dest.title_template or DEFAULT_TITLE, values)
     body = fill(dest.body_template or DEFAULT_BODY, values)
     if view.also_in:
-        body += "\n" + escape("Также в: " + ", ".join(view.also_in), fmt)
+        body += "\n" + escape("Также в: ", fmt) + _channels(view.also_in, fmt)
     return Message(title=title, body=body)
 
 
@@ -192,7 +234,7 @@ def followup_lines(views: Sequence[AlertView], fmt: str) -> list[str]:
     for v in views:
         chans = by_code.setdefault(v.title or v.code, [])
         chans.extend(c for c in v.also_in if c not in chans)
-    return [f"#{code} " + escape("также в: " + ", ".join(chans), fmt) for code, chans in by_code.items()]
+    return [f"#{code} " + escape("также в: ", fmt) + _channels(chans, fmt) for code, chans in by_code.items()]
 
 
 def with_followups(msg: Message, followups: Sequence[AlertView], fmt: str) -> Message:
@@ -212,7 +254,7 @@ def render_followups(followups: Sequence[AlertView], dest: AlertDestination) -> 
 def _digest_line(view: AlertView, fmt: str, tz: ZoneInfo) -> str:
     if view.kind == "operator":
         return "⚠ " + escape(f"{view.title or ''}: {view.body or ''}", fmt) + f" #{view.code}"
-    head = escape(f"{', '.join(view.entities)} — {view.channel}", fmt)
+    head = escape(f"{', '.join(view.entities)} — ", fmt) + channel_ref(view.channel, fmt)
     if fmt == "html":
         head = f"<b>{head}</b>"
     elif fmt == "markdown":
@@ -220,7 +262,7 @@ def _digest_line(view: AlertView, fmt: str, tz: ZoneInfo) -> str:
     parts = [f"• {head}", escape(format_date(view.date, tz), fmt), _link(view.link, fmt), f"#{view.code}"]
     line = " ".join(p for p in parts if p)
     if view.also_in:
-        line += " " + escape("(также в: " + ", ".join(view.also_in) + ")", fmt)
+        line += " " + escape("(также в: ", fmt) + _channels(view.also_in, fmt) + escape(")", fmt)
     return line
 
 
@@ -251,7 +293,7 @@ def render_digests(
     out: list[tuple[Message, list[int]]] = []
     for n, idx in enumerate(chunks, 1):
         part = f" (часть {n}/{len(chunks)})" if len(chunks) > 1 else ""
-        title = escape(f"Сводка: {len(views)} упоминаний, {reason}{part}", fmt)
+        title = escape(f"Сводка: {mentions_phrase(len(views))}, {reason}{part}", fmt)
         msg = Message(title, "\n".join(lines[i] for i in idx))
         if n == len(chunks):
             msg = with_followups(msg, followups, fmt)
