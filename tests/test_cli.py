@@ -273,3 +273,19 @@ def test_entity_filter_takes_a_name_an_alias_or_an_id_in_every_command(write_con
         assert res.exit_code == 0 and len(res.output.splitlines()) == 3, (ref, res.output)
     res = CliRunner().invoke(main, ["--config", str(cfg), "mentions", "--entity", "Газпром"])
     assert res.exit_code == 2 and "unknown entity 'Газпром'" in res.output
+
+
+def test_backfill_since_takes_what_mentions_since_takes(write_config) -> None:
+    from datetime import timedelta
+
+    from monitor.cli.backfill import _parse_since
+
+    t = _parse_since("30d")
+    assert t is not None and abs((datetime.now(UTC) - timedelta(days=30)) - t) < timedelta(minutes=1)
+    assert _parse_since("2025-01") == datetime(2025, 1, 1, tzinfo=UTC)
+    assert _parse_since("2025-01-31T12:00+03:00") == datetime(2025, 1, 31, 9, tzinfo=UTC)
+    cfg = write_config('[[entities]]\nname = "Росатом"\n')
+    res = CliRunner().invoke(main, ["--config", str(cfg), "backfill", "@not_configured", "--since", "30d"])
+    assert "--since" not in res.output and "not_configured" in res.output, res.output  # parsed; the channel is not
+    res = CliRunner().invoke(main, ["--config", str(cfg), "backfill", "@not_configured", "--since", "30 days"])
+    assert res.exit_code == 2 and "--since: '30 days' is not a date" in res.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 
@@ -10,19 +10,23 @@ from monitor.cli.app import EXIT_USAGE, CliState, fail, main, pass_state, run
 
 
 def _parse_since(value: str | None) -> datetime | None:
+    """``--since`` as aware UTC, in every form ``mentions --since`` takes (``2025-01-31``, ``2025-01``,
+    ``2025-01-31T12:00+03:00``, ``30d`` / ``12h`` / ``8w`` / ``6m`` ago)."""
     if value is None:
         return None
+    from monitor.archive import ArchiveError, parse_when
+
     try:
-        d = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"--since: {value!r} is not a date (for example: 2025-01-31 or 2025-01-31T12:00+03:00)", EXIT_USAGE)
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+        return parse_when(value)
+    except ArchiveError:
+        fail(f"--since: {value!r} is not a date (for example: 2025-01-31, 2025-01-31T12:00+03:00 or 30d)",
+             EXIT_USAGE)
 
 
 @main.command("backfill")
 @click.argument("channel")
-@click.option("--since", default=None, metavar="DATE", help="Stop at posts older than DATE (ISO 8601, UTC unless "
-              "it has an offset).")
+@click.option("--since", default=None, metavar="DATE", help="Stop at posts older than DATE (2025-01-31, 2025-01, "
+              "2025-01-31T12:00+03:00 — UTC unless it has an offset — or 30d / 12h / 8w / 6m ago).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Store at most N posts.")
 @click.option("--alert", is_flag=True, help="Alert on the backfilled posts that mention a watched entity (by "
               "default history is stored and matched silently) and try to deliver them now.")
@@ -39,6 +43,7 @@ def backfill_cmd(state: CliState, channel: str, since: str | None, limit: int | 
     Examples:
       tgmonitor backfill @rian_ru
       tgmonitor backfill rian_ru --since 2025-01-01 --limit 5000
+      tgmonitor backfill @rian_ru --since 30d
       tgmonitor backfill https://t.me/rian_ru --alert
     """
     from monitor.jobs.backfill import BackfillError, backfill_or_queue
