@@ -70,7 +70,6 @@ class RequestBudget:
         self.types = {k: TokenBucket(v, max(1.0, v / 2), clock) for k, v in (per_type or {}).items()}
         self.not_before: dict[str, float] = {}
         self.used = 0
-        self._lock = asyncio.Lock()
 
     def defer(self, kind: str, seconds: float) -> float:
         """Refuse ``kind`` for ``seconds`` from now (a flood wait); returns the monotonic time."""
@@ -92,16 +91,20 @@ class RequestBudget:
 
     async def acquire(self, kind: str = "default", *, max_wait: float | None = None) -> None:
         """Take a token for one request of ``kind``; waits (asynchronously) for it, or raises
-        :class:`Deferred` when the wait would exceed ``max_wait`` seconds."""
-        async with self._lock:
-            while True:
-                w = self.wait_time(kind)
-                if w <= 0:
-                    break
-                if max_wait is not None and w > max_wait:
-                    raise Deferred(kind, self.clock() + w, w)
-                await asyncio.sleep(w)
-            self.shared.take()
-            if kind in self.types:
-                self.types[kind].take()
-            self.used += 1
+        :class:`Deferred` when the wait would exceed ``max_wait`` seconds.
+
+        The wait is slept with no lock held: a request type waiting out its flood wait (or its own bucket)
+        must not hold up the requests of other types, whose tokens are there. Checking and taking happen
+        with no ``await`` in between, so on one event loop they are atomic without a lock; a waiter looks
+        again when it wakes, as another may have taken the token first."""
+        while True:
+            w = self.wait_time(kind)
+            if w <= 0:
+                break
+            if max_wait is not None and w > max_wait:
+                raise Deferred(kind, self.clock() + w, w)
+            await asyncio.sleep(w)
+        self.shared.take()
+        if kind in self.types:
+            self.types[kind].take()
+        self.used += 1

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 SQLITE_BUSY_MS = 30_000
 
@@ -89,3 +96,14 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def database_now(conn: AsyncSession | AsyncConnection) -> datetime:
+    """The database's clock (aware UTC): what every process sharing the database agrees on, whatever its own
+    host's clock says (leases, rate limits). PostgreSQL's ``now()`` is the transaction's start; SQLite's is
+    the host's clock, which is the one every process on that file shares anyway."""
+    if conn.bind.dialect.name == "sqlite":
+        raw = (await conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))).scalar_one()
+        return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
+    value = (await conn.execute(text("SELECT now()"))).scalar_one()
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

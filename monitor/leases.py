@@ -7,6 +7,10 @@ and claims free or expired ones with ``SELECT … FOR UPDATE SKIP LOCKED`` (Post
 writers, and the claim is a conditional UPDATE there). A process that dies stops renewing: its leases
 expire after ``lease_seconds`` and the others take its channels over.
 
+Every time here is the database's clock (``now()`` on PostgreSQL), never the host's: processes on hosts whose
+clocks disagree by minutes would otherwise each see the other's fresh leases as expired (and poll the same
+channels), or their own expired ones as fresh.
+
 The owner name is derived from the host and the session lock's path, not the pid: the session lock lets only
 one live process have it, and a process restarted after a crash gets its own leases back at once instead
 of waiting for them to expire."""
@@ -27,8 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import models as m
-from monitor.db import is_sqlite, sessionmaker
-from monitor.models import now
+from monitor.db import database_now, is_sqlite, sessionmaker
 
 LOCK_TIMEOUT_MS = 1500
 
@@ -73,8 +76,8 @@ class Leases:
 
     async def heartbeat(self) -> int:
         """Say this process is alive; return how many processes are (this one included)."""
-        t = now()
         async with self.sessions.begin() as s:
+            t = await database_now(s)
             res = await s.execute(update(m.ServiceNode).where(m.ServiceNode.owner == self.owner)
                                   .values(seen_at=t, pid=self.pid))
             if not res.rowcount:
@@ -91,10 +94,10 @@ class Leases:
         live = await self.heartbeat()
         wanted = set(wanted)
         before = set(self.held)
-        t = now()
-        until = self._until(t)
         async with self.sessions.begin() as s:
             await self._no_waiting(s)
+            t = await database_now(s)
+            until = self._until(t)
             # Channels no longer configured here go back to the pool.
             await s.execute(update(m.Channel).where(m.Channel.lease_owner == self.owner,
                                                     m.Channel.id.not_in(wanted) if wanted else true())
@@ -133,10 +136,10 @@ class Leases:
     async def hold(self, channel_id: int) -> bool | None:
         """Renew the lease on one channel right before polling it: True when it is ours, False when it is no
         longer ours, None when its row is busy right now (skip this poll, keep the channel)."""
-        t = now()
         try:
             async with self.sessions.begin() as s:
                 await self._no_waiting(s)
+                t = await database_now(s)
                 res = await s.execute(update(m.Channel)
                                       .where(m.Channel.id == channel_id, m.Channel.lease_owner == self.owner)
                                       .values(lease_until=self._until(t)))
@@ -146,6 +149,29 @@ class Leases:
         if not ok:
             self.held.discard(channel_id)
         return ok
+
+    async def hold_many(self, channel_ids: Collection[int]) -> tuple[set[int], set[int]]:
+        """Renew the leases on the channels of a poll cycle in one statement: (renewed, busy). A channel in
+        neither is no longer ours; a busy one (its row locked by a write now, PostgreSQL) is still ours but
+        skips this cycle. Raises on a database failure (the caller skips the cycle)."""
+        ids = list(channel_ids)
+        if not ids:
+            return set(), set()
+        async with self.sessions.begin() as s:
+            await self._no_waiting(s)
+            t = await database_now(s)
+            mine = (m.Channel.id.in_(ids), m.Channel.lease_owner == self.owner)
+            target = m.Channel.id.in_(ids)
+            if not self._sqlite:
+                # rows locked by a write in progress are skipped, not waited for (nor do they fail the rest)
+                target = m.Channel.id.in_(select(m.Channel.id).where(*mine).with_for_update(skip_locked=True)
+                                          .scalar_subquery())
+            res = await s.execute(update(m.Channel).where(target, *mine).values(lease_until=self._until(t))
+                                  .returning(m.Channel.id))
+            renewed = set(res.scalars())
+            owned = set((await s.execute(select(m.Channel.id).where(*mine))).scalars())
+        self.held -= set(ids) - owned
+        return renewed, owned - renewed
 
     async def release_all(self) -> None:
         """Give every lease back and remove the heartbeat (a clean stop: others take over at once)."""
@@ -158,19 +184,21 @@ class Leases:
     async def prune_nodes(self, older_than: timedelta = timedelta(days=1)) -> int:
         """Forget heartbeats of processes gone for a day (status would list them otherwise)."""
         async with self.sessions.begin() as s:
-            res = await s.execute(delete(m.ServiceNode).where(m.ServiceNode.seen_at < now() - older_than))
+            t = await database_now(s)
+            res = await s.execute(delete(m.ServiceNode).where(m.ServiceNode.seen_at < t - older_than))
             return int(res.rowcount or 0)
 
 
 async def live_nodes(engine: AsyncEngine, ttl: float) -> list[m.ServiceNode]:
     """The processes whose heartbeat is fresher than ``ttl`` seconds."""
     async with sessionmaker(engine)() as s:
-        rows = await s.execute(select(m.ServiceNode).where(m.ServiceNode.seen_at > now() - timedelta(seconds=ttl))
+        t = await database_now(s)
+        rows = await s.execute(select(m.ServiceNode).where(m.ServiceNode.seen_at > t - timedelta(seconds=ttl))
                                .order_by(m.ServiceNode.owner))
         return list(rows.scalars())
 
 
 def lease_is_live(channel: m.Channel, at: datetime | None = None) -> bool:
-    """Whether a channel row's lease is held right now."""
-    at = at or now()
+    """Whether a channel row's lease is held at ``at`` (best the database's clock; default this host's)."""
+    at = at or m.now()
     return bool(channel.lease_owner) and channel.lease_until is not None and channel.lease_until > at

@@ -1,8 +1,11 @@
 """Helpers for the tests that run ``tgmonitor`` as a real subprocess (against ``tests.tme_server``): the
-config it reads, the process itself, and read-only looks into its SQLite database."""
+config it reads, the process itself, and read-only looks into its SQLite database; and the service run in the
+test's own event loop against the in-process fake Telegram (:class:`InProcService`, also used by the
+benchmarks)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 TGM = str(Path(sys.executable).parent / "tgmonitor")
 MENTION = "Госкорпорация Росатом сообщила о новом контракте №{n}."
@@ -71,3 +75,66 @@ def q(db: Path, sql: str) -> list[tuple[object, ...]]:
 def posts(db: Path) -> int:
     r = q(db, "select count(*) from posts")
     return int(r[0][0]) if r else 0  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the service in this process
+
+#: the fake Telegram that :func:`inproc_client` connects to (set by :class:`InProcService`)
+SERVER: Any = None
+
+
+def inproc_client(settings: Any = None) -> Any:
+    """``[telegram] client_factory`` for a service run in this process: a real Telethon client whose network
+    sender is the in-process fake of :data:`SERVER`."""
+    from fake_telegram import fake_client  # tests/ is on sys.path for the tests and the benchmarks
+
+    assert SERVER is not None, "InProcService sets the fake server first"
+    return fake_client(SERVER)
+
+
+def factory_spec() -> str:
+    """The ``client_factory`` naming :func:`inproc_client` under the name this module was imported as (as
+    ``tests.service_helpers`` by the tests, ``service_helpers`` by the benchmarks: two module objects)."""
+    return f"{__name__}:inproc_client"
+
+
+class InProcService:
+    """``tgmonitor run`` (the real :class:`~monitor.service.core.Service`: scheduler, poll cycles, leases,
+    delivery) as a task of this event loop, against an in-process fake Telegram; stopped like by SIGTERM."""
+
+    def __init__(self, settings: Any, server: Any) -> None:
+        global SERVER
+        import monitor.jobs.telethon_base as base
+        from monitor.service.core import Service
+
+        SERVER = server
+        base._BUDGET = None  # the process-wide Telegram budget is built from the settings of its first user
+        self.service = Service(settings, None, env={})
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> InProcService:
+        self.task = asyncio.create_task(self.service.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> int:
+        """SIGTERM's path: the clean stop; the exit code."""
+        assert self.task is not None
+        self.service.ctx.stop_event.set()
+        return await asyncio.wait_for(self.task, 30)
+
+    async def wait_cycles(self, source: str, n: int, within: float = 60) -> bool:
+        """Wait until ``n`` poll cycles of ``source`` have finished (False after ``within`` seconds, or when
+        the service ended)."""
+        poller = self.service.poller
+        try:
+            async with asyncio.timeout(within), poller.cycle_done:
+                while poller.cycles.get(source, 0) < n:
+                    if self.task is not None and self.task.done():
+                        return False
+                    await poller.cycle_done.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -40,9 +40,9 @@ LOGIN_HINT = ("the Telegram session is not authorised: run `tgmonitor login` (as
 DRAIN_JOB = "drain"
 
 
-def poll_job_id(key: str) -> str:
-    """The scheduler job that polls the channel ``key`` (``@name`` or its id)."""
-    return f"poll:{key}"
+def poll_cycle_job_id(source: str) -> str:
+    """The scheduler job that runs the poll cycles of one source kind (``telethon``, ``web``)."""
+    return f"poll-cycle:{source}"
 
 
 def reread_job_id(source: str) -> str:

@@ -1,12 +1,14 @@
-"""The per-source runners: one source's jobs object (Telethon or web) plus the batching of polls that fall due
-together, so that a Telethon poll of many joined channels costs one ``GetPeerDialogs`` call, not one per
-channel. :class:`Runners` creates them on first use and closes them."""
+"""The per-source runners: one source's jobs object, polled one batch at a time. A poll cycle hands the source
+every channel due in it as one batch, so that a Telethon poll of many joined channels costs one
+``GetPeerDialogs`` call per 100 channels, not one per channel. :class:`Runners` creates them on first use and
+closes them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from monitor.config import ChannelConfig
 from monitor.jobs import source_jobs
@@ -14,73 +16,56 @@ from monitor.jobs.base import PollReport, SourceJobs
 from monitor.logs import event
 from monitor.service.context import CLOSE_TIMEOUT, STOP_GRACE, ServiceContext, log
 
-BATCH_WINDOW = 0.2  # polls falling due within this window go to the source as one batch
-
 
 class SourceRunner:
-    """One source's jobs object plus the batching of due polls; tracks its work in flight."""
+    """One source's jobs object; its batches run one at a time; tracks the batch in flight."""
 
     def __init__(self, source: str, jobs: SourceJobs) -> None:
         self.source = source
         self.jobs = jobs
-        self.pending: list[tuple[ChannelConfig, asyncio.Future[PollReport | None]]] = []
-        self.flusher: asyncio.Task[None] | None = None
         self.busy = 0
+        self.task: asyncio.Task[object] | None = None  # the task running the batch in flight
+        self._one_at_a_time = asyncio.Lock()
 
-    async def poll(self, cfg: ChannelConfig) -> PollReport | None:
-        """Poll one channel in the next batch of this source; its report (None when the source said nothing)."""
-        fut: asyncio.Future[PollReport | None] = asyncio.get_running_loop().create_future()
-        self.pending.append((cfg, fut))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.create_task(self._flush_soon(), name=f"poll-batch-{self.source}")
-        return await fut
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(BATCH_WINDOW)
-        batch, self.pending = self.pending, []
-        self.flusher = None
-        batch = [(c, f) for c, f in batch if not f.done()]
-        if not batch:
-            return
-        self.busy += 1
-        try:
-            reports = await self.jobs.poll([c for c, _ in batch])
-        except BaseException as exc:
-            for _, f in batch:
-                if not f.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        f.cancel()
-                    else:
-                        f.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        finally:
-            self.busy -= 1
-        by_name: dict[str, PollReport] = {}
-        for r in reports:
-            by_name[r.channel.lower().lstrip("@")] = r
-        for i, (c, f) in enumerate(batch):
-            if f.done():
-                continue
-            r = next((by_name[n] for n in _names(c) if n in by_name), None)
-            if r is None and len(reports) == len(batch):
-                r = reports[i]
-            f.set_result(r)
+    async def poll(self, channels: Sequence[ChannelConfig]) -> list[PollReport | None]:
+        """Poll ``channels`` in one call of the source's jobs; their reports in the order of ``channels`` (None
+        where the source said nothing). A second batch waits for the first: two batches at once would split
+        the dialog requests again and race for the same budget."""
+        async with self._one_at_a_time:
+            self.busy += 1
+            self.task = asyncio.current_task()
+            try:
+                reports = await self.jobs.poll(list(channels))
+            finally:
+                self.busy -= 1
+                self.task = None
+        return match_reports(channels, reports)
 
     @property
     def idle(self) -> bool:
-        """Nothing waiting and nothing running."""
-        return self.busy == 0 and not self.pending
+        """No batch running."""
+        return self.busy == 0
 
     def cancel(self) -> None:
-        """Drop the polls waiting for the next batch (their callers see CancelledError)."""
-        if self.flusher is not None and not self.flusher.done():
-            self.flusher.cancel()
-        for _, f in self.pending:
-            if not f.done():
-                f.cancel()
-        self.pending = []
+        """Cancel the batch in flight (its page's transaction rolls back whole; the cursor makes the next
+        poll continue from there)."""
+        task = self.task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+
+
+def match_reports(channels: Sequence[ChannelConfig], reports: Sequence[PollReport]) -> list[PollReport | None]:
+    """The report of each channel: by its name or id, else by position when the source gave one report each."""
+    by_name: dict[str, PollReport] = {}
+    for r in reports:
+        by_name[r.channel.lower().lstrip("@")] = r
+    out: list[PollReport | None] = []
+    for i, c in enumerate(channels):
+        r = next((by_name[n] for n in _names(c) if n in by_name), None)
+        if r is None and len(reports) == len(channels):
+            r = reports[i]
+        out.append(r)
+    return out
 
 
 def _names(c: ChannelConfig) -> list[str]:
@@ -133,7 +118,7 @@ class Runners:
             event(log, logging.WARNING, "source did not close cleanly", source=runner.source, error=str(exc))
 
     def cancel_all(self) -> None:
-        """Drop every poll waiting for a batch (at stop)."""
+        """Cancel every batch in flight (at stop, after the grace period)."""
         for r in self.by_source.values():
             r.cancel()
 

@@ -23,7 +23,7 @@ from monitor.service.context import (
     LOGIN_HINT,
     ServiceContext,
     log,
-    poll_job_id,
+    poll_cycle_job_id,
     reread_job_id,
 )
 from monitor.service.runners import Runners
@@ -111,12 +111,13 @@ class TelegramLink:
         """True while ``source``'s polls must wait for the next connection attempt."""
         return source == "telethon" and self.tg.waiting() > 0
 
-    def postpone(self, key: str) -> None:
-        """Move a Telethon channel's next poll to the next connection attempt (plus a little spread)."""
+    def postpone(self) -> None:
+        """Move the Telethon poll cycle to the next connection attempt (plus a little spread); its channels
+        stay due and go in that cycle, together."""
         sched = self.ctx.scheduler
         if sched is None or self.ctx.stopping:
             return
-        job = sched.get_job(poll_job_id(key))
+        job = sched.get_job(poll_cycle_job_id("telethon"))
         if job is None:
             return
         until = now() + timedelta(seconds=self.tg.waiting() + random.uniform(0, 2))
@@ -132,8 +133,7 @@ class TelegramLink:
             return  # the same attempt, reported by another channel of its batch
         event(log, logging.WARNING, message, attempt=self.tg.failures, retry_in=round(wait),
               down_for=round(self.tg.down_for()))
-        for key in self.book.of_source("telethon"):
-            self.postpone(key)
+        self.postpone()
         self.ctx.notifier.status(f"cannot reach Telegram (retrying in {round(wait)} s); other sources go on")
         rt = self.ctx.rt
         if not self.incident and self.tg.down_for() >= TG_INCIDENT_AFTER and rt is not None:
@@ -165,8 +165,7 @@ class TelegramLink:
             return
         self.dead_sources.add("telethon")
         event(log, logging.ERROR, LOGIN_HINT, reason=reason)
-        for key in self.book.of_source("telethon"):
-            self.ctx.remove_job(poll_job_id(key))
+        self.ctx.remove_job(poll_cycle_job_id("telethon"))
         self.ctx.remove_job(reread_job_id("telethon"))
         runner = self.runners.pop("telethon")
         if runner is not None:
