@@ -5,9 +5,12 @@ from the same lemmatiser the store uses), then times through monitor.archive —
 
 * mentions: one entity's mentions over one month (all of them, newest first);
 * search:   a word in any form, ranked, first 20 hits with snippets (and the number of hits);
-* stats:    posts per entity per day over the 12 months (every entity, zero-filled series).
+* stats:    posts per entity per day over the 12 months (every entity, zero-filled series);
+* pages:    the web dashboard's pages, as HTTP requests to a running ``tgmonitor web`` (a subprocess
+            over the same database): overview, mentions (first page, one entity's month, a page deep in the
+            archive by keyset), search, entities, an entity, a channel (first and a deep page), alerts.
 
-Each query runs once cold and then 5 times; the median is reported. Target: < 200 ms each.
+Each query runs once cold and then 5 times; the median is reported. Target: < 200 ms a query, < 300 ms a page.
 
     uv run python benchmarks/archive.py                      # both databases, 1,000,000 posts
     uv run python benchmarks/archive.py --posts 200000 --db sqlite
@@ -222,6 +225,72 @@ async def measure(url: str, label: str) -> None:
         await engine.dispose()
 
 
+PAGE_TARGET_MS = 300
+
+
+async def measure_pages(url: str, label: str, work: Path) -> None:
+    """Time the dashboard's pages through HTTP against ``tgmonitor web`` running in a subprocess."""
+    import os
+    import socket
+    import subprocess
+
+    import httpx
+
+    from monitor.dashboard.app import encode_cursor
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = work / f"web-{label}.toml"
+    entities = "".join(f'[[entities]]\nname = "{e}"\n\n' for e in ENTITIES)
+    cfg.write_text(f'[database]\nurl = "{url}"\n\n{entities}', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGMONITOR_", "TG_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "--config", str(cfg), "web", "--listen", f"127.0.0.1:{port}", env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deep = encode_cursor((datetime(2024, 7, 1, tzinfo=UTC), 0, 0, 0, ""))  # half a year back
+    pages = {
+        "overview (channels, outbox, 30-day chart)": "/",
+        "mentions, newest page": "/mentions",
+        "mentions, 1 entity, 1 month": "/mentions?entity=росатом&since=2024-06-01&until=2024-06-30",
+        "mentions, a page 6 months deep (keyset)": f"/mentions?before={deep}",
+        "search «кислота», first page": "/search?q=кислота",
+        'search "серной кислоты" -рубль': '/search?q="серной кислоты" -рубль',
+        "entities (with totals)": "/entities",
+        "entity Газпром (chart per channel, forms)": "/entities/газпром",
+        "channel, newest posts": "/channels/1",
+        "channel, a deep page (keyset)": "/channels/1?before=1000",
+        "alerts": "/alerts",
+    }
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60, headers={"accept": "text/html"}) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.returncode is not None:
+                    err = await proc.stderr.read()  # type: ignore[union-attr]
+                    raise RuntimeError(f"tgmonitor web exited: {err.decode()[-500:]}")
+                await asyncio.sleep(0.1)
+
+            async def get(path: str) -> int:
+                r = await client.get(path)
+                r.raise_for_status()
+                return len(r.content)
+
+            for name, path in pages.items():
+                cold, warm, size = await timed(lambda p=path: get(p))
+                flag = "ok" if warm < PAGE_TARGET_MS else "SLOW"
+                print(f"  {label:10} page: {name:44} {warm:8.1f} ms median  ({cold:7.1f} ms cold, "
+                      f"{size / 1000:,.0f} kB)  {flag}")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
 async def _stats_rows(engine: Any, f: Filters, by: str = "day", rows: bool = False) -> int:
     st = await archive.stats(engine, filters=f, by=by, with_rows=rows)  # type: ignore[arg-type]
     return len(st.rows) if rows else len(st.periods) * len(st.entities)
@@ -238,6 +307,7 @@ async def run_sqlite(n: int, work: Path) -> None:
     size = path.stat().st_size / 1e6
     print(f"sqlite: filled {n:,} posts in {time.perf_counter() - t:.0f} s ({size:,.0f} MB)")
     await measure(url, "sqlite")
+    await measure_pages(f"sqlite:///{path}", "sqlite", work)
 
 
 async def run_postgres(n: int) -> None:
@@ -255,6 +325,8 @@ async def run_postgres(n: int) -> None:
         await fill_postgres(url, n)
         print(f"postgresql: filled {n:,} posts in {time.perf_counter() - t:.0f} s")
         await measure(url, "postgresql")
+        with tempfile.TemporaryDirectory() as tmp:
+            await measure_pages(url, "postgresql", Path(tmp))
     finally:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -265,7 +337,7 @@ async def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = ap.parse_args()
     print(f"archive benchmark: {args.posts:,} posts, {CHANNELS} channels, {len(ENTITIES)} entities, "
-          f"{DAYS} days; target < 200 ms per query")
+          f"{DAYS} days; target < 200 ms per query, < {PAGE_TARGET_MS} ms per dashboard page")
     with tempfile.TemporaryDirectory() as tmp:
         if args.db in ("sqlite", "both"):
             await run_sqlite(args.posts, Path(tmp))
