@@ -46,8 +46,8 @@ def compile_watchlist(settings: Settings) -> Watchlist:
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return Watchlist.compile(settings.entities)
-    return Watchlist.compile(settings.entities, cache_dir=cache)
+        return Watchlist.compile(settings.entities, languages=settings.matching.languages)
+    return Watchlist.compile(settings.entities, cache_dir=cache, languages=settings.matching.languages)
 
 
 def make_planner(settings: Settings) -> OutboxPlanner | None:

@@ -97,3 +97,23 @@ def test_cli_explain_and_bad_watchlist(tmp_path: Path) -> None:
     bad.write_text('[[entities]]\nname = "X"\nregex = "(unclosed"\n', encoding="utf-8")
     res = runner.invoke(main, ["match", "--watchlist", str(bad)], input="")
     assert res.exit_code == 2 and "regex" in res.stderr and "Traceback" not in res.output
+
+
+def test_cli_explain_by_language_and_languages_key(tmp_path: Path) -> None:
+    wl = tmp_path / "w.toml"
+    wl.write_text('[[entities]]\nname = "Олжас Бектенов"\naliases = ["Tokayev", "Тоқаев"]\n', encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(main, ["match", "--watchlist", str(wl), "--explain", "Олжас Бектенов"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "Russian forms" in out and "Kazakh forms" in out and "English forms" in out
+    assert "олжасом бектеновым" in out and "олжас бектеновтің" in out and "тоқаевқа" in out
+    assert "tokayev's" in out
+    assert "олжас бектеновой" not in out and "олжасу бектеновой" not in out  # no mismatched genders
+    # [matching] languages in the watchlist file applies to `match` too
+    wl.write_text('[matching]\nlanguages = ["ru"]\n\n[[entities]]\nname = "Тоқаев"\n', encoding="utf-8")
+    res = runner.invoke(main, ["match", "--watchlist", str(wl)], input='{"id": 1, "text": "Тоқаевтың Тоқаевым"}\n')
+    assert res.exit_code == 0 and [json.loads(x)["surface"] for x in res.stdout.splitlines()] == ["Тоқаевым"]
+    wl.write_text('[matching]\nlanguages = ["ru", "de"]\n\n[[entities]]\nname = "Тоқаев"\n', encoding="utf-8")
+    res = runner.invoke(main, ["match", "--watchlist", str(wl)], input="")
+    assert res.exit_code == 2 and "matching.languages" in res.stderr and "Traceback" not in res.output

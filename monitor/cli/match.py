@@ -60,18 +60,36 @@ def _parse(raw: bytes | str) -> tuple[str | None, dict[str, Any] | None]:
     return None, record
 
 
+_LANG_TITLES = {"ru": "Russian forms", "kk": "Kazakh forms", "en": "English forms", "regex": "pattern"}
+
+
 def explain_text(watchlist: Watchlist, name: str) -> str:
-    """Human-readable list of the surface forms generated for one entity (for ``--explain``)."""
-    forms = watchlist.explain(name)
+    """Human-readable list of the surface forms generated for one entity, by language (``--explain``)."""
+    forms = watchlist.explain_forms(name)
     spec = next(
         (s for s in watchlist.entities.values() if s.id == name or s.name.casefold() == name.casefold()),
         None,
     )
     lines = [f"{spec.name} (id: {spec.id})" if spec else name]
-    for alias, fs in forms.items():
-        lines.append(f"  {alias}  ({len(fs)} forms)")
-        lines.extend(f"    {f}" for f in fs)
+    for alias, by_lang in forms.items():
+        lines.append(f"  {alias}  ({sum(map(len, by_lang.values()))} forms)")
+        for lang, fs in by_lang.items():
+            lines.append(f"    {_LANG_TITLES.get(lang, lang)} ({len(fs)}):")
+            lines.extend(f"      {f}" for f in fs)
     return "\n".join(lines)
+
+
+def watchlist_languages(path: Path) -> tuple[str, ...]:
+    """``[matching] languages`` of the watchlist file (all three when it does not say); ConfigError if bad."""
+    from monitor.config import read_toml
+    from monitor.config.errors import Checker
+    from monitor.config.sections import read_matching
+
+    chk = Checker(str(path))
+    langs = read_matching(chk, read_toml(path)).languages
+    if chk.problems:
+        raise ConfigError(chk.problems)
+    return langs
 
 
 @main.command("match")
@@ -101,7 +119,7 @@ def match_command(ctx: click.Context, watchlist_path: Path | None, explain: str 
         path = getattr(ctx.obj, "config_path", None) or Path("tgmonitor.toml")
     try:
         specs = load_watchlist(path)
-        watchlist = Watchlist.compile(specs)
+        watchlist = Watchlist.compile(specs, languages=watchlist_languages(path))
     except (ConfigError, WatchlistError) as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None

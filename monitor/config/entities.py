@@ -16,6 +16,7 @@ ENTITY_KEYS = {
     "id": 'id = "rosatom"', "case_sensitive": "case_sensitive = true",
     "exclude": 'exclude = ["Мир во всём мире"]', "require_any": 'require_any = ["банк", "карта"]',
     "regex": r"regex = 'Росатом\w*'", "silent": "silent = true", "enabled": "enabled = false",
+    "surname_alone": "surname_alone = false", "inside_names": "inside_names = false",
 }
 
 
@@ -58,6 +59,8 @@ def read_entities(chk: Checker, raw: Any) -> tuple[EntitySpec, ...]:
             regex=regex,
             silent=chk.get(e, "silent", f"{p}.silent", bool, False, "silent = true"),
             enabled=chk.get(e, "enabled", f"{p}.enabled", bool, True, "enabled = false"),
+            surname_alone=chk.get(e, "surname_alone", f"{p}.surname_alone", bool, True, "surname_alone = false"),
+            inside_names=chk.get(e, "inside_names", f"{p}.inside_names", bool, True, "inside_names = false"),
         )
         if spec.id in seen:
             chk.fail(f"{p}.id", f"'{spec.id}' is used by {seen[spec.id]} too; ids must be unique",

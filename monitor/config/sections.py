@@ -25,6 +25,7 @@ from monitor.config.settings import (
 )
 from monitor.config.values import is_loopback, parse_listen, port_problem
 from monitor.logs import register_secret, register_url_secrets
+from monitor.matching import LANGUAGES
 
 SQLITE_NAME = "tgmonitor.db"
 _SECRET_KEYS = frozenset({"api_id", "api_hash", "session"})
@@ -137,9 +138,22 @@ def read_schedule(chk: Checker, data: Mapping[str, Any]) -> ScheduleSettings:
 
 def read_matching(chk: Checker, data: Mapping[str, Any]) -> MatchingSettings:
     """``[matching]``."""
-    m = chk.table(data.get("matching"), "matching", {"match_link_previews": "match_link_previews = true"})
+    example = 'languages = ["ru", "kk", "en"]'
+    m = chk.table(data.get("matching"), "matching", {"match_link_previews": "match_link_previews = true",
+                                                    "languages": example})
+    langs: tuple[str, ...] = LANGUAGES
+    if "languages" in m:
+        given = chk.str_list(m, "languages", "matching.languages", example)
+        bad = [x for x in given if x not in LANGUAGES]
+        if bad:
+            chk.fail("matching.languages", f"unknown language {bad[0]!r}: the known ones are ru, kk and en", example)
+        elif isinstance(m["languages"], list) and not given:
+            chk.fail("matching.languages", "must name at least one language", example)
+        elif given:
+            langs = tuple(dict.fromkeys(given))
     return MatchingSettings(match_link_previews=chk.get(
-        m, "match_link_previews", "matching.match_link_previews", bool, False, "match_link_previews = true"))
+        m, "match_link_previews", "matching.match_link_previews", bool, False, "match_link_previews = true"),
+        languages=langs)
 
 
 def read_delivery(chk: Checker, data: Mapping[str, Any]) -> DeliverySettings:

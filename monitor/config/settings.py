@@ -69,6 +69,7 @@ class ChannelConfig:
 @dataclass(frozen=True, slots=True)
 class MatchingSettings:
     match_link_previews: bool = False
+    languages: tuple[str, ...] = ("ru", "kk", "en")  # Russian inflection, Kazakh endings, English possessives
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,9 @@ watchlist (``Watchlist.compile(..., cache_dir=...)``). Nothing else from ``monit
 """
 
 from monitor.matching.matcher import (
+    LANGUAGES,
+    MAX_HITS,
+    MAX_TEXT,
     REGEX_TIMEOUT,
     EntitySpec,
     Match,
@@ -16,6 +19,9 @@ from monitor.matching.matcher import (
 from monitor.matching.normalize import Normalized, normalize
 
 __all__ = [
+    "LANGUAGES",
+    "MAX_HITS",
+    "MAX_TEXT",
     "REGEX_TIMEOUT",
     "EntitySpec",
     "Match",

@@ -81,6 +81,11 @@ def endings(cls: int) -> frozenset[str]:
     plural = _PLU[cls]
     out.update(poss)
     out.update(p + a for p, a in itertools.product(poss, _AFTER_POSS))
+    # 1st/2nd person possessives (Қазақстаным, Қазақстанымыз, Қазақстаның), alone or with a case
+    # ending (Қазақстанымызда); the case follows the possessive's last sound.
+    for own in (("м",) if cls == V else ("ым", "ім")) + (("мыз", "міз") if cls == V else ("ымыз", "іміз")):
+        out.add(own)
+        out.update(own + e for e in _cases(ending_class(own) or K))
     for pl in plural:
         out.add(pl)
         # after -лар/-дар/-тар the stem ends in р: that class's cases; then the possessive -ы/-і

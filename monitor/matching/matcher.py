@@ -24,7 +24,7 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import LANGUAGES, AliasForms, alias_forms, clear_caches, morph, phrase_forms
+from monitor.matching.forms import LANGUAGES, AliasForms, alias_forms, clear_caches, kazakh_forms, morph, phrase_forms
 from monitor.matching.kazakh import KK_FOLD, KK_FOLDED, endings
 from monitor.matching.normalize import Normalized, normalize_parts
 
@@ -209,8 +209,11 @@ class Watchlist:
 
     entities: Mapping[str, EntitySpec]
 
-    def __init__(self, entities: list[_Entity], aliases: list[_Alias], automaton: Any) -> None:
+    def __init__(
+        self, entities: list[_Entity], aliases: list[_Alias], automaton: Any, languages: tuple[str, ...] = LANGUAGES
+    ) -> None:
         self._entities = entities
+        self._languages = languages
         self._aliases = aliases
         self._automaton = automaton
         self._iter = automaton.iter if len(automaton) else None
@@ -393,7 +396,7 @@ class Watchlist:
         shared.clear()
         if len(automaton):
             automaton.make_automaton()
-        return cls(entities, aliases, automaton)
+        return cls(entities, aliases, automaton, languages)
 
     # ---- pickling (the on-disk cache) -----------------------------------------------------------
 
@@ -403,14 +406,17 @@ class Watchlist:
             _Entity(e.spec, e.require_entities, e.has_context, e.excludes, None)
             for e in self._entities
         ]
-        return {"entities": ents, "aliases": self._aliases, "automaton": self._automaton, "patterns": pats}
+        return {
+            "entities": ents, "aliases": self._aliases, "automaton": self._automaton, "patterns": pats,
+            "languages": self._languages,
+        }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         ents: list[_Entity] = state["entities"]
         for e, p in zip(ents, state["patterns"], strict=True):
             if p is not None:
                 e.pattern = regex.compile(p.replace("ё", "е").replace("Ё", "Е"))
-        Watchlist.__init__(self, ents, state["aliases"], state["automaton"])
+        Watchlist.__init__(self, ents, state["aliases"], state["automaton"], state["languages"])
 
     # ---- search ------------------------------------------------------------------------------------
 
@@ -614,7 +620,17 @@ class Watchlist:
     # ---- introspection -----------------------------------------------------------------------------
 
     def explain(self, name_or_id: str) -> dict[str, list[str]]:
-        """Alias → its generated surface forms (transliteration variants included) for one entity."""
+        """Alias → every surface form it matches (Russian, Kazakh, English) for one entity."""
+        return {
+            alias: sorted(set().union(*by_lang.values())) for alias, by_lang in self.explain_forms(name_or_id).items()
+        }
+
+    def explain_forms(self, name_or_id: str) -> dict[str, dict[str, list[str]]]:
+        """Alias → language ("ru", "kk", "en") → the forms generated for it; "regex" for a user pattern.
+
+        "ru" holds the alias's own forms (its inflection, hyphen and quote variants), "kk" the Kazakh
+        forms (the name followed by each ending), "en" possessives and romanisation variants.
+        """
         found = next((e for e in self._entities if e.spec.id == name_or_id), None)
         if found is None:
             key = name_or_id.casefold()
@@ -626,11 +642,16 @@ class Watchlist:
             raise KeyError(name_or_id)
         # Recomputed on demand rather than kept: the forms of 10,000 entities would cost tens of MB.
         spec = found.spec
-        out: dict[str, list[str]] = {}
+        out: dict[str, dict[str, list[str]]] = {}
         for alias in dict.fromkeys(a for a in (spec.name, *spec.aliases) if a.strip()):
-            out[alias] = sorted(alias_forms(alias, case_sensitive=spec.case_sensitive).forms)
+            af = alias_forms(alias, case_sensitive=spec.case_sensitive, languages=self._languages)
+            en = set(af.translit)
+            if af.latin and "en" in self._languages:
+                en |= {f + "'s" for f in af.forms}
+            langs = {"ru": sorted(af.forms - af.translit), "kk": sorted(kazakh_forms(af)), "en": sorted(en)}
+            out[alias] = {k: v for k, v in langs.items() if v}
         if spec.regex is not None:
-            out["regex"] = [spec.regex]
+            out["regex"] = {"regex": [spec.regex]}
         return out
 
     @property
@@ -827,7 +848,7 @@ _INIT_AFTER = re.compile(r"[ \u00a0]([^\W\d_])\.(?:-[^\W\d_]\.)?(?:\s?([^\W\d_])
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _PATRONYMIC = (
     "вич", "вича", "вичу", "вичем", "виче", "вна", "вны", "вне", "вну", "вной", "вною", "ична", "ичны", "ичне",
-    "ичну", "ичной", "ич", "ича", "ичу", "ичем", "иче", "улы", "кызы",
+    "ичну", "ичной", "ич", "ича", "ичу", "ичем", "иче", "улы", "ұлы", "кызы",
 )  # fmt: skip
 _PARTICLES = frozenset(
     {"ле", "де", "ван", "фон", "дер", "ди", "да", "дель", "ла", "эль", "аль", "бен", "ибн", "ду", "дос"}
@@ -961,12 +982,15 @@ def _is_first_name(word: str) -> bool:
     parts = word.split("-")
     if len(parts) > 1 and all(x[:1].isupper() for x in parts):
         return True
-    return any("Name" in p.tag.grammemes for p in morph().parse(word.lower()))
+    # Only the dictionary's word: pymorphy3 guesses a Name reading for many unknown words (Kazakh
+    # ones among them: Сарапшылар, Депутаттар).
+    low = word.lower()
+    return morph().word_is_known(low) and any("Name" in p.tag.grammemes for p in morph().parse(low))
 
 
 @lru_cache(maxsize=4096)
 def _is_patronymic(word: str) -> bool:
-    return word.endswith(("улы", "кызы")) or any("Patr" in p.tag.grammemes for p in morph().parse(word))
+    return word.endswith(("улы", "ұлы", "кызы")) or any("Patr" in p.tag.grammemes for p in morph().parse(word))
 
 
 def _titled(norm: str, start: int) -> bool:
