@@ -361,6 +361,16 @@ async def test_token_rules(guarded: httpx.AsyncClient) -> None:
     assert (await guarded.post("/alerts/retry-failed")).status_code == 401
 
 
+async def test_a_proxied_request_needs_a_token(client: httpx.AsyncClient, guarded: httpx.AsyncClient) -> None:
+    """Without a token the dashboard serves this machine only: a request relayed by a reverse proxy (which
+    could come from anywhere) is refused until a token is set."""
+    r = await client.get("/mentions", headers={"x-forwarded-for": "203.0.113.7"})
+    assert r.status_code == 403 and "set [web] token" in r.text
+    r = await guarded.get("/mentions", headers={"x-forwarded-for": "203.0.113.7",
+                                                "authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+
+
 async def test_login_form_sets_a_session_cookie(guarded: httpx.AsyncClient) -> None:
     form = await guarded.get("/login?next=/alerts", headers={"accept": "text/html"})
     csrf = guarded.cookies[CSRF_COOKIE]

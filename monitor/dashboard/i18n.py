@@ -80,7 +80,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "filter.any": ("все", "all"),
     "filter.apply": ("Показать", "Show"),
     "filter.reset": ("Сбросить", "Reset"),
-    "filter.date_hint": ("2025-03-01, 2025-03, 30d, 12h", "2025-03-01, 2025-03, 30d, 12h"),
+    "filter.date_hint": ("2025-03-01 или 30d", "2025-03-01 or 30d"),
     "export.csv": ("Скачать CSV", "Download CSV"),
     "export.jsonl": ("Скачать JSON Lines", "Download JSON Lines"),
     "mentions.none": ("Упоминаний не найдено.", "No mentions found."),

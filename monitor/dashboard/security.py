@@ -153,6 +153,12 @@ class Guard:
             await send(message)
 
         path = scope.get("path", "")
+        if self.token is None and (header(scope, b"x-forwarded-for") or header(scope, b"forwarded")):
+            # Loopback without a token is for one machine; a request relayed by a reverse proxy may come from
+            # anywhere: refuse it rather than publish the archive by accident.
+            await _plain(send_with_headers, 403, b"403: this dashboard has no token, and the request came through "
+                         b"a proxy: set [web] token or TGMONITOR_WEB_TOKEN\n")
+            return
         if not allowed and not any(path == p or (p.endswith("/") and path.startswith(p)) for p in OPEN_PATHS):
             await _deny(scope, send_with_headers)
             return
@@ -187,10 +193,13 @@ async def _deny(scope: Scope, send: Send) -> None:
                                 (b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
         return
-    body = b"401 unauthorised: send Authorization: Bearer <token> ([web] token / TGMONITOR_WEB_TOKEN)\n"
-    await send({"type": "http.response.start", "status": 401,
-                "headers": [(b"www-authenticate", b'Bearer realm="tgmonitor"'),
-                            (b"content-type", b"text/plain; charset=utf-8"),
+    await _plain(send, 401, b"401 unauthorised: send Authorization: Bearer <token> ([web] token / "
+                 b"TGMONITOR_WEB_TOKEN)\n", [(b"www-authenticate", b'Bearer realm="tgmonitor"')])
+
+
+async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*(extra or []), (b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
