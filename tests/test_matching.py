@@ -536,6 +536,14 @@ def test_surname_alone_false_needs_a_first_name_initial_title_or_the_full_name()
     assert _found(_wl(EntitySpec("Александр Белов", ("Белов",))), "Белов сказал") == [("Александр Белов", "Белов")]
 
 
+def test_a_persons_surname_alone_keeps_the_persons_gender() -> None:
+    wl = _wl(EntitySpec("Нурсултан Назарбаев", ("Назарбаев",)))
+    assert _found(wl, "о Дариге Назарбаевой") == []
+    assert _found(wl, "с Назарбаевым и о Назарбаевых") == [
+        ("Нурсултан Назарбаев", "Назарбаевым"), ("Нурсултан Назарбаев", "Назарбаевых")
+    ]
+
+
 def test_full_names_have_no_mismatched_genders() -> None:
     forms = alias_forms("Олжас Бектенов").forms
     assert "олжасом бектеновым" in forms and "олжас бектеновой" not in forms and "олжасу бектеновой" not in forms

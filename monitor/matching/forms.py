@@ -801,6 +801,8 @@ def _person_gender(words: list[str]) -> str | None:
 def _surname_slots(word: str, gender: str | None) -> SlotForms:
     """A person's surname (lower case) declined for the person's gender."""
     slots = _word_slots(word, capitalised=True)[0]
+    if gender == "femn" and word[-1] not in _VOWELS and not _MASC_SURNAME.search(word):
+        return _fixed(word)  # a woman's surname ending in a consonant does not decline (Алла Бут, Аллы Бут)
     if gender is None or "-" in word or (_known(word) and not _MASC_SURNAME.search(word)):
         return slots
     if _MASC_SURNAME.search(word) and not word.endswith(("ин", "ын")) and gender in ("masc", "femn"):
@@ -985,9 +987,8 @@ def _add_person(out: AliasForms, low: list[str]) -> None:
     first_slots = _given_slots(first, gender)
     out.first_forms = frozenset(set().union(*first_slots.values()) | {first}) if first_slots else frozenset({first})
     sur = _surname_slots(last, gender)
-    out.surname_forms = frozenset(
-        set().union(*(v for k, v in sur.items() if k[1] == "sing")) | {last} if sur else {last}
-    )
+    # (the plural too: «двух Смаиловых — отца и сына» names the person among others)
+    out.surname_forms = frozenset(set().union(*sur.values()) | {last} if sur else {last})
 
 
 def kazakh_forms(af: AliasForms) -> set[str]:

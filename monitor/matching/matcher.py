@@ -351,6 +351,7 @@ class Watchlist:
             people = [(alias, af) for alias, af in compiled if af.person is not None]
             person: _Person | None = None
             surnames: dict[str, str] = {}
+            sur_forms: dict[str, set[str]] = {}
             if people:
                 firsts = frozenset(_fold(f) for _a, af in people for f in af.first_forms)
                 initials = frozenset(_fold(af.person[0][0]).upper() for _a, af in people if af.person)
@@ -358,6 +359,7 @@ class Watchlist:
                 for alias, af in people:
                     assert af.person is not None
                     surnames.setdefault(_fold(af.person[1]), alias)
+                    sur_forms.setdefault(_fold(af.person[1]), set()).update(af.surname_forms)
             listed = set()
             for alias, af in compiled:
                 own = None
@@ -365,6 +367,7 @@ class Watchlist:
                 if person is not None and " " not in one and one in surnames:
                     own = person
                     listed.add(one)
+                    _person_surname(af, sur_forms[one])
                 add_alias(ei, s, alias, af, own)
             if person is not None:
                 # A surname the user did not list alone still finds its person with an initial, a
@@ -375,6 +378,7 @@ class Watchlist:
                         continue
                     written = full.split()[-1]
                     af = alias_forms(written, case_sensitive=s.case_sensitive, languages=languages)
+                    _person_surname(af, sur_forms[sur])
                     add_alias(ei, s, full, af, quiet)
             for phrase in s.exclude:
                 ent.excludes = True
@@ -658,6 +662,22 @@ class Watchlist:
     def pattern_count(self) -> int:
         """Number of distinct surface forms in the automaton."""
         return len(self._automaton)
+
+
+def _person_surname(af: AliasForms, forms: set[str]) -> None:
+    """Keep, of a surname alias's forms, those of its person's gender (and the plural).
+
+    The surname of «Нурсултан Назарбаев» alone is Назарбаев, Назарбаева, Назарбаеву …, not Назарбаевой
+    (Дарига Назарбаева).
+    """
+    if not forms or af.exact is not None:
+        return
+    keep = {v for f in forms for v in _hyphen_forms(f)}
+    af.forms = {f for f in af.forms if f in keep} | {af.alias.strip().lower().replace("ё", "е")}
+
+
+def _hyphen_forms(form: str) -> set[str]:
+    return {form, form.replace("-", " "), form.replace("-", "")}
 
 
 def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
