@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor import migrate
-from monitor.config import Settings
-from monitor.db import DatabaseMissing, create_engine, sqlite_path
-from monitor.ingest import Ingestor
-from monitor.matching import Watchlist
-from monitor.store import OutboxPlanner, Store
+    from monitor.config import Settings
+    from monitor.ingest import Ingestor
+    from monitor.matching import Watchlist
+    from monitor.store import OutboxPlanner, Store
+
+# SQLAlchemy, Alembic, the matcher and the store are imported where they are used: a command that only
+# needs the configuration (config check, --help) does not load them (the CLI starts in a tenth of a second).
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class Runtime:
 
 def compile_watchlist(settings: Settings) -> Watchlist:
     """The enabled entities compiled (cached on disk in the data dir: building 10k forms takes seconds)."""
+    from monitor.matching import Watchlist
+
     cache = settings.data_dir / "cache"
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,11 @@ def make_planner(settings: Settings) -> OutboxPlanner | None:
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, upgrade: bool = True) -> AsyncIterator[Runtime]:
     """Open the database (migrated to head) and build the shared parts."""
+    from monitor import migrate
+    from monitor.db import create_engine
+    from monitor.ingest import Ingestor
+    from monitor.store import Store
+
     engine = create_engine(settings.database.url)
     try:
         if upgrade:
@@ -84,21 +95,29 @@ class DatabaseNotReady(RuntimeError):
 
 
 def display_url(url: str) -> str:
-    """The database URL as the user wrote it (no async driver name), password hidden."""
-    from sqlalchemy.engine import make_url
+    """The database URL as the user wrote it (no async driver name), password hidden (``user:***@``).
 
-    try:
-        u = make_url(url)
-    except Exception:  # an unparsable URL is still shown, masked by the log redaction
-        from monitor.logs import redact
+    Plain string work, no SQLAlchemy: ``config check`` shows it without loading the database layer."""
+    from monitor.logs import redact
 
+    m = re.match(r"^([A-Za-z][\w.-]*?)(?:\+\w+)?://(.*)$", url.strip(), re.S)
+    if not m:
         return redact(url)
-    return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
+    scheme, rest = m.groups()
+    netloc, sep, tail = rest.partition("/")
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    return redact(f"{scheme}://{netloc}{sep}{tail}")
 
 
 def _known_revisions() -> set[str]:
     """Every schema revision this version ships (an older database is one of them)."""
     from alembic.script import ScriptDirectory
+
+    from monitor import migrate
 
     return {r.revision for r in ScriptDirectory.from_config(migrate.alembic_config()).walk_revisions()}
 
@@ -106,6 +125,8 @@ def _known_revisions() -> set[str]:
 def head_revision() -> str:
     """The newest schema revision this version ships."""
     from alembic.script import ScriptDirectory
+
+    from monitor import migrate
 
     return ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() or ""
 
@@ -117,6 +138,9 @@ async def open_reader(settings: Settings) -> AsyncIterator[AsyncEngine]:
     Never migrates, never writes (SQLite ``mode=ro`` + ``query_only``, PostgreSQL read-only
     transactions), never creates a file; raises DatabaseNotReady with the fix when the database is
     missing, has no tables yet or is at another revision."""
+    from monitor import migrate
+    from monitor.db import DatabaseMissing, create_engine
+
     url = settings.database.url
     try:
         engine = create_engine(url, readonly=True)
@@ -163,6 +187,8 @@ def _is_database_error(exc: BaseException) -> bool:
     errors by where they were raised."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from monitor.db import DatabaseMissing
+
     if isinstance(exc, SQLAlchemyError | DatabaseNotReady | DatabaseMissing):
         return True
     if type(exc).__module__.split(".", 1)[0] in _DB_PACKAGES:
@@ -181,6 +207,8 @@ def database_problem(exc: BaseException, url: str) -> str | None:
     is not about reaching or reading the database. Shared by every command and ``run --once``."""
     if not _is_database_error(exc):
         return None
+    from monitor.db import DatabaseMissing, sqlite_path
+
     if isinstance(exc, DatabaseNotReady):
         return str(exc)
     if isinstance(exc, DatabaseMissing):

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import main
+from monitor.cli import load_all, main
 from monitor.config import load_settings
 from monitor.posts import Post
 from monitor.runtime import open_runtime
@@ -28,7 +28,7 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple
     return out
 
 
-@pytest.mark.parametrize("cmd", all_commands(main), ids=" ".join)
+@pytest.mark.parametrize("cmd", all_commands(load_all()), ids=" ".join)
 def test_every_command_has_help_with_an_example(cmd: tuple[str, ...]) -> None:
     res = CliRunner().invoke(main, [*cmd, "--help"])
     assert res.exit_code == 0, res.output
@@ -289,3 +289,32 @@ def test_backfill_since_takes_what_mentions_since_takes(write_config) -> None:
     assert "--since" not in res.output and "not_configured" in res.output, res.output  # parsed; the channel is not
     res = CliRunner().invoke(main, ["--config", str(cfg), "backfill", "@not_configured", "--since", "30 days"])
     assert res.exit_code == 2 and "--since: '30 days' is not a date" in res.output
+
+
+def test_the_lazy_command_table_matches_the_commands() -> None:
+    from monitor.alerts.outbox import STATUSES
+    from monitor.archive import PERIODS
+    from monitor.cli import alerts, archive
+    from monitor.cli.app import COMMANDS
+
+    group = load_all()
+    assert set(COMMANDS) == set(group.commands)  # a new command must be added to COMMANDS
+    for name, (module, first_line) in COMMANDS.items():
+        cmd = group.commands[name]
+        assert cmd.callback is not None and cmd.callback.__module__ == f"monitor.cli.{module}", name
+        assert (cmd.help or "").strip().splitlines()[0] == first_line, name
+    assert alerts.STATUSES == STATUSES and archive.PERIODS == PERIODS
+
+
+@pytest.mark.parametrize("args", [("--help",), ("config", "check"), ("mentions", "--help"), ("match", "--help")],
+                         ids=" ".join)
+def test_help_and_light_commands_do_not_load_the_heavy_libraries(write_config, args: tuple[str, ...]) -> None:
+    cfg = write_config('[[entities]]\nname = "Росатом"\n')
+    code = ("import sys\nfrom monitor.cli import main\ntry:\n    main([" + ", ".join(repr(a) for a in
+            ("--config", str(cfg), *args)) + "])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', 'telethon', "
+            "'apprise', 'aiosqlite', 'asyncpg', 'pymorphy3', 'starlette', 'uvicorn', 'jinja2'})\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr, proc.stderr

@@ -1,19 +1,10 @@
-"""The ``tgmonitor`` command: a thin layer over functions that tests call directly."""
+"""The ``tgmonitor`` command: a thin layer over functions that tests call directly.
 
-# Each module registers its commands on the ``main`` group when imported.
-from monitor.cli import (  # noqa: F401
-    alerts,
-    archive,
-    backfill,
-    core,
-    dashboard,
-    demo,
-    importer,
-    login,
-    match,
-    mentions,
-    status,
-)
-from monitor.cli.app import main
+The command modules (one per command group) register their commands on ``main`` when imported, and
+``main`` imports a module only when one of its commands is used (``monitor.cli.app.COMMANDS``): the
+command line starts fast. ``load_all()`` imports them all.
+"""
 
-__all__ = ["main"]
+from monitor.cli.app import load_all, main
+
+__all__ = ["load_all", "main"]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from monitor.alerts import outbox
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
-from monitor.models import Alert
-from monitor.runtime import open_reader, open_runtime
+
+if TYPE_CHECKING:
+    from monitor.alerts import outbox
+    from monitor.models import Alert
+
+STATUSES = ("pending", "sent", "failed", "silent")  # monitor.alerts.outbox.STATUSES (checked by tests/test_cli.py)
+FAILED = "failed"
 
 
 @main.group("alerts")
@@ -48,7 +53,7 @@ def alerts_test(state: CliState) -> None:
 
 
 @alerts_group.command("list")
-@click.option("--status", type=click.Choice(list(outbox.STATUSES)), default=None, help="Only alerts in this state.")
+@click.option("--status", type=click.Choice(list(STATUSES)), default=None, help="Only alerts in this state.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N alerts (newest first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table",
               show_default=True)
@@ -61,6 +66,9 @@ def alerts_list(state: CliState, status: str | None, limit: int | None, fmt: str
       tgmonitor alerts list
       tgmonitor alerts list --status failed --format jsonl
     """
+    from monitor.alerts import outbox
+    from monitor.runtime import open_reader
+
     s = state.settings()
 
     async def go() -> list[outbox.AlertRow]:
@@ -99,7 +107,7 @@ def alerts_table(rows: list[outbox.AlertRow]) -> str:
                       (r.sent_at or r.created_at).strftime("%Y-%m-%d %H:%M"),
                       f"{r.channel}/{r.message_id}" if r.channel else "-", ", ".join(r.entities) or "-"))
         err = " ".join((r.last_error or "").split())
-        errors.append(f"({err})" if r.status == outbox.FAILED and err else "")
+        errors.append(f"({err})" if r.status == FAILED and err else "")
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     right = {0, 3}  # numbers
     lines = []
@@ -130,6 +138,9 @@ def alerts_retry(state: CliState, ref: str | None, all_failed: bool) -> None:
     """
     if (ref is None) == (not all_failed):
         fail("give an alert id or code, or --failed (for example: tgmonitor alerts retry --failed)", EXIT_USAGE)
+    from monitor.alerts import outbox
+    from monitor.runtime import open_runtime
+
     s = state.settings()
 
     async def go() -> tuple[list[Alert], list[Alert]]:

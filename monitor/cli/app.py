@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from monitor import __version__
-from monitor.config import ConfigError, Settings, load_settings
 from monitor.logs import register_secret, setup_logging
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
 
 T = TypeVar("T")
 
@@ -29,6 +32,8 @@ class CliState:
     def settings(self, *, require_file: bool = True) -> Settings:
         """The validated settings, or exit 2 with one line per problem."""
         if self._settings is None:
+            from monitor.config import ConfigError, load_settings
+
             try:
                 self._settings = load_settings(self.config_path, require_file=require_file)
             except ConfigError as exc:
@@ -70,8 +75,75 @@ def run(coro: Coroutine[Any, Any, T], *, prefix: str = "") -> T:
 
 pass_state = click.make_pass_decorator(CliState)
 
+#: Every command: its name -> (the module under monitor/cli that defines it, the first line of its help).
+#: A command's module is imported only when that command runs (or its --help is asked for), so
+#: ``tgmonitor --help`` and light commands do not pay for SQLAlchemy, Alembic, Telethon and Apprise.
+#: tests/test_cli.py checks this table against the commands the modules define.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "alerts": ("alerts", "Alert destinations and the outbox."),
+    "backfill": ("backfill", "Store a configured channel's history (resumable: run it again to continue)."),
+    "config": ("core", "Inspect the configuration."),
+    "db": ("core", "Database schema: migrations (the service also upgrades on start)."),
+    "demo": ("demo", "Run the pipeline on a bundled sample channel: import, match, alert (to the console), "
+                     "summarise."),
+    "export": ("archive", "Write stored posts with their matches, oldest first, for a spreadsheet or another tool."),
+    "import": ("importer", 'Import a Telegram Desktop export (result.json, "Machine-readable JSON").'),
+    "login": ("login", "Log the Telegram account in (phone, code, two-step password) for the Telethon source."),
+    "match": ("match", "Find watchlist entities in JSON Lines posts."),
+    "mentions": ("mentions", "List stored mentions, newest first: date, channel, entity, the words in context, link."),
+    "rematch": ("archive", "Match stored posts again with the current watchlist (after adding or changing "
+                           "entities)."),
+    "reindex": ("archive", "Build the full-text search index for stored posts (SQLite; PostgreSQL indexes by "
+                           "itself)."),
+    "run": ("core", "Run the service (polls on a schedule, delivers alerts) until SIGTERM/SIGINT."),
+    "search": ("archive", "Full-text search of stored posts in any word form, best matches first."),
+    "stats": ("archive", "How many posts mention each entity, per day/week/month and per channel."),
+    "status": ("status", "Show each channel's last poll, posts stored, cursor, lag, last error and status, and the "
+                         "outbox."),
+    "web": ("dashboard", "Serve the web dashboard: channel health, mentions, search, entities, channels, alerts, "
+                         "exports."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    """The top-level group: imports a command's module on first use (see ``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"monitor.cli.{COMMANDS[cmd_name][0]}")  # registers it on ``main``
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``tgmonitor --help`` from ``COMMANDS``: no command module is imported."""
+        from click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name)
+            if cmd is not None and cmd.hidden:
+                continue
+            text = cmd.get_short_help_str(limit) if cmd is not None else make_default_short_help(
+                COMMANDS[name][1], limit)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def load_all() -> click.Group:
+    """Import every command module (for tools and tests that walk the whole command tree)."""
+    for module in sorted({m for m, _ in COMMANDS.values()}):
+        importlib.import_module(f"monitor.cli.{module}")
+    return main
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Configuration file (default ./tgmonitor.toml).")
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from monitor import archive, fulltext
-from monitor.archive import ArchiveError, Filters, csv_line  # csv_line: re-exported for callers
 from monitor.cli.app import EXIT_FAILURE, EXIT_USAGE, CliState, fail, main, pass_state, run
-from monitor.runtime import entity_refs, open_reader, open_runtime
+
+if TYPE_CHECKING:
+    from monitor import archive
+
+# The archive, SQLAlchemy and the runtime are imported inside the commands: listing commands, --help and
+# a bad option stay fast.
+PERIODS = ("day", "week", "month")  # monitor.archive.PERIODS (tests/test_cli.py checks they agree)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,8 +42,10 @@ class WhenParam(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
+        from monitor.archive import ArchiveError, parse_when
+
         try:
-            return archive.parse_when(str(value), end=self.end)
+            return parse_when(str(value), end=self.end)
         except ArchiveError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -73,6 +79,13 @@ class Output:
         if self.lines:
             chunk, self.lines = "\n".join(self.lines) + "\n", []
             await asyncio.to_thread(click.echo, chunk, nl=False)
+
+
+def csv_line(cells: Iterable[object]) -> str:
+    """``monitor.archive.csv_line`` (spreadsheet-safe CSV cells), kept here for callers of the CLI module."""
+    from monitor.archive import csv_line as line
+
+    return line(cells)
 
 
 def plural(n: int, word: str) -> str:
@@ -119,6 +132,8 @@ async def write_records(records: Any, fmt: str, *, fields: Sequence[str], table:
 
 def run_archive(coro: Any) -> Any:
     """Run an archive coroutine: a bad filter or query exits 2 with its message, a database error 1."""
+    from monitor.archive import ArchiveError
+
     try:
         return run(coro)
     except ArchiveError as exc:
@@ -134,6 +149,8 @@ def run_archive(coro: Any) -> Any:
 async def _note_unindexed(engine: Any) -> None:
     """Search only reads: posts stored before the search index existed (SQLite) are named on stderr,
     with the command that indexes them, instead of being indexed here."""
+    from monitor import fulltext
+
     if await fulltext.pending(engine):
         click.echo("note: some posts stored before the search index existed are not searched yet; "
                    "run `tgmonitor reindex` once", err=True)
@@ -164,6 +181,10 @@ def search_cmd(state: CliState, query_words: tuple[str, ...], entities: tuple[st
       tgmonitor search '"серная кислота" -уран' --since 2025-01 --format jsonl
       tgmonitor search Казатомпром --channel @delovoy --format csv > hits.csv
     """
+    from monitor import archive
+    from monitor.archive import Filters
+    from monitor.runtime import entity_refs, open_reader
+
     s = state.settings()
     query = " ".join(query_words)
     entities = entity_refs(s, entities)
@@ -189,6 +210,8 @@ def search_cmd(state: CliState, query_words: tuple[str, ...], entities: tuple[st
 
 def stats_table(st: archive.Stats) -> str:
     """The human summary: one line per entity with a sparkline, then its top channels."""
+    from monitor.archive import sparkline
+
     if not st.entities:
         return "no mentions in this range"
     first, last = st.periods[0], st.periods[-1]
@@ -198,7 +221,7 @@ def stats_table(st: archive.Stats) -> str:
     for e in st.entities:
         when, peak = e.peak(st.periods)
         lines.append(f"{clip(e.entity, width):{width}}  {e.total:>6}  {peak:>5}  {when or '-'!s:10}  "
-                     f"{archive.sparkline(e.series)}")
+                     f"{sparkline(e.series)}")
     lines += ["", "Top channels"]
     for e in st.entities:
         tops = ", ".join(f"{c} {n}" for c, n in e.channels) or "-"
@@ -208,7 +231,7 @@ def stats_table(st: archive.Stats) -> str:
 
 @main.command("stats")
 @filter_options
-@click.option("--by", type=click.Choice(list(archive.PERIODS)), default="day", show_default=True,
+@click.option("--by", type=click.Choice(list(PERIODS)), default="day", show_default=True,
               help="Period to count per (weeks start on Monday, UTC).")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Top channels per entity.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -228,6 +251,10 @@ def stats_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, .
       tgmonitor stats --entity Росатом --entity Казатомпром --by month --plot mentions.png
       tgmonitor stats --format csv > stats.csv
     """
+    from monitor import archive
+    from monitor.archive import Filters
+    from monitor.runtime import entity_refs, open_reader
+
     s = state.settings()
     entities = entity_refs(s, entities)
 
@@ -277,6 +304,10 @@ def export_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str, 
       tgmonitor export --format csv > posts.csv
       tgmonitor export --entity Росатом --since 2025-01 --format jsonl > rosatom.jsonl
     """
+    from monitor import archive
+    from monitor.archive import Filters
+    from monitor.runtime import entity_refs, open_reader
+
     s = state.settings()
     entities = entity_refs(s, entities)
 
@@ -312,6 +343,7 @@ def rematch_cmd(state: CliState, since: datetime | None, until: datetime | None,
       tgmonitor rematch --since 2025-01-01 --channel @delovoy
     """
     from monitor.rematch import rematch
+    from monitor.runtime import open_runtime
 
     s = state.settings()
 
@@ -344,6 +376,9 @@ def reindex_cmd(state: CliState, rebuild: bool) -> None:
       tgmonitor reindex
       tgmonitor reindex --all
     """
+    from monitor import fulltext
+    from monitor.runtime import open_runtime
+
     s = state.settings()
 
     async def go() -> tuple[str, int]:

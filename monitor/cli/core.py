@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from monitor import migrate
 from monitor.cli.app import EXIT_USAGE, CliState, fail, main, pass_state, run
-from monitor.config import Settings
-from monitor.db import DatabaseMissing, create_engine
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
 
 
 @main.group("config")
@@ -58,19 +58,19 @@ def alert_url_problems(settings: Settings) -> list[str]:
     """One line per ``[[alerts]] url`` Apprise cannot use: an unknown scheme (with the nearest known one) or
     a known scheme whose URL it refuses. Checked here rather than at every load: Apprise's plugin list takes
     most of a second to build. The URL itself is never printed (it holds tokens)."""
+    if all(dest.url.strip() == "console://" for dest in settings.alerts):
+        return []  # nothing for Apprise to check (and no second spent loading its plugins)
     import difflib
 
     import apprise
     from apprise.manager_plugins import NotificationManager
-
-    from monitor.alerts.deliver import CONSOLE
 
     source = str(settings.path or "configuration")
     schemes = {str(x).lower() for x in NotificationManager().schemas()}
     out = []
     for i, dest in enumerate(settings.alerts):
         url = dest.url.strip()
-        if url == CONSOLE:
+        if url == "console://":  # ours (monitor.alerts.deliver.CONSOLE), not Apprise's
             continue
         key = f"alerts[{i}].url"
         scheme = url.split("://", 1)[0].lower()
@@ -127,6 +127,9 @@ def db_upgrade(state: CliState, revision: str) -> None:
       tgmonitor db upgrade
       TGMONITOR_DATABASE_URL=postgresql://postgres@127.0.0.1/tgmonitor tgmonitor db upgrade
     """
+    from monitor import migrate
+    from monitor.db import create_engine
+
     s = state.settings(require_file=state.config_path is not None)
 
     async def go() -> tuple[str | None, str]:
@@ -150,6 +153,9 @@ def db_current(state: CliState) -> None:
     Example:
       tgmonitor db current
     """
+    from monitor import migrate
+    from monitor.db import DatabaseMissing, create_engine
+
     s = state.settings(require_file=state.config_path is not None)
 
     async def go() -> tuple[str | None, str]:
@@ -179,6 +185,9 @@ def db_downgrade(state: CliState, revision: str) -> None:
     Example:
       tgmonitor db downgrade base
     """
+    from monitor import migrate
+    from monitor.db import create_engine
+
     s = state.settings(require_file=state.config_path is not None)
 
     async def go() -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from monitor import archive, fulltext
 from monitor.cli.app import CliState, main, pass_state
 from monitor.cli.archive import clip, filter_options, one_line, run_archive, write_records
-from monitor.runtime import entity_refs, open_reader
+
+if TYPE_CHECKING:
+    from monitor import archive
 
 MENTION_FIELDS = ("channel", "message_id", "date", "entity", "surface", "link", "snippet")
 
@@ -18,6 +20,8 @@ TABLE_HEADER = f"{'DATE':16}  {'CHANNEL':20}  {'ENTITY':20}  {'CONTEXT':90}  LIN
 
 
 def _table_line(mt: archive.Mention) -> str:
+    from monitor import fulltext
+
     context = fulltext.mark_spans(mt.text, [(mt.start, mt.end)], width=80)
     return (f"{mt.date:%Y-%m-%d %H:%M}  {clip(mt.channel, 20):20}  {clip(mt.entity, 20):20}  "
             f"{clip(one_line(context), 90):90}  {mt.link}")
@@ -42,6 +46,9 @@ def mentions_cmd(state: CliState, entities: tuple[str, ...], channels: tuple[str
       tgmonitor mentions --entity Росатом --since 2025-01-01 --until 2025-01-31
       tgmonitor mentions --channel @delovoy --since 7d --limit 20
     """
+    from monitor import archive
+    from monitor.runtime import entity_refs, open_reader
+
     s = state.settings()
     entities = entity_refs(s, entities)
 
