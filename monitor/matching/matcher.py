@@ -291,11 +291,11 @@ class Watchlist:
                 return
             if kind == _KAZAKH:
                 key = _key(form)[:-1]
-                target = (kind, idx, aliases[idx].entity, 1)
+                target = (kind, idx, aliases[idx].entity, _rule_bits(aliases[idx]) | _CASE)
             else:
                 key = _key(form)
                 if kind == _ALIAS:
-                    target = (kind, idx, aliases[idx].entity, int(_has_rule(aliases[idx])))
+                    target = (kind, idx, aliases[idx].entity, _rule_bits(aliases[idx]))
                 else:
                     target = (kind, idx, idx, 0)
             cur = get(key, None)
@@ -439,7 +439,7 @@ class Watchlist:
             log.warning("matching: a post of %d characters is matched on its first %d only", len(text), MAX_TEXT)
             text = text[:MAX_TEXT]
         norm, low, edits = normalize_parts(text)
-        if _KK_SEARCH(low):
+        if "қ" in low or "ғ" in low or "ң" in low or "һ" in low:  # (four C scans beat one regex scan)
             low = low.translate(KK_FOLD)
         cands: list[tuple[int, int, int, int]] = []  # start, end, entity, alias (-1 = regex)
         excl: list[tuple[int, int, int]] | None = None
@@ -478,6 +478,8 @@ class Watchlist:
                         a = aliases[idx]
                         stop = end
                         if kind == _KAZAKH:
+                            if low[end] not in _KK_FIRST[a.kk_class]:
+                                continue  # (most longer words continue with a Russian ending: cheap to skip)
                             stop = _WORD_END(low, end).end()
                             ending = norm[end:stop].lower()
                             if ending in a.kk_exclude or ending not in endings(a.kk_class):
@@ -488,10 +490,16 @@ class Watchlist:
                         if not rule:
                             cands.append((start, stop, ent, idx))
                             continue
-                        if not _case_ok(a, norm, low, start, end, text, edits):
+                        if rule & _CASE and not _case_ok(a, norm, low, start, end, text, edits):
                             continue
-                        if a.one_word and start and _other_place(norm, low, start, end):
+                        if (
+                            rule & _PLACE and start > 2 and norm[start - 1] == " " and norm[start - 2] in _ADJ_LAST
+                            and _other_place(norm, low, start, end)
+                        ):
                             continue  # Западная Европа, Южная Америка: another place
+                        if not rule & _PERSON:
+                            cands.append((start, stop, ent, idx))
+                            continue
                         if a.person is not None:
                             if people is None:
                                 people = _People()
@@ -684,13 +692,19 @@ def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
     return (c[0], -c[1], c[2])
 
 
-def _has_rule(a: _Alias) -> bool:
-    """Whether hits of the alias need checks (``_case_ok``, the context rules) beyond a whole-word hit."""
-    if a.exact is not None or a.cap_all or a.adj_forms is not None:
-        return True
-    if a.person is not None or a.full_person or a.latin or a.one_word:
-        return True
-    return bool(a.cap_forms) or bool(a.upper_tokens)
+_CASE, _PLACE, _PERSON = 1, 2, 4  # rule bits of a target: which checks its hits need
+
+
+def _rule_bits(a: _Alias) -> int:
+    """Which checks hits of the alias need beyond a whole-word hit (0 for most: any hit is a match)."""
+    bits = 0
+    if a.exact is not None or a.cap_all or a.adj_forms is not None or a.cap_forms or a.upper_tokens:
+        bits |= _CASE
+    if a.one_word:
+        bits |= _PLACE
+    if a.person is not None or a.full_person or a.latin:
+        bits |= _PERSON
+    return bits
 
 
 def _case_ok(
@@ -779,6 +793,8 @@ _IN_SENTENCE = frozenset(",;:()[]«»\"“”„'‘’/&%+=<>@#№$€₸")
 
 _WORD_END = re.compile(r"[^\W_]*").match
 _ALL_ENDINGS = frozenset().union(*(endings(c) for c in range(6)))
+# The first letters of each class's endings, Kazakh consonants folded too (the text is folded there).
+_KK_FIRST = tuple(frozenset({e[0] for e in endings(c)} | {_fold(e[0]) for e in endings(c)}) for c in range(6))
 
 
 def _joined(a: _Alias, norm: str, low: str, start: int, end: int, size: int) -> bool:
