@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +34,10 @@ from monitor.service.telegram import TelegramLink
 
 #: channels falling due this close after a cycle starts join it (at least; the jitter spread widens it)
 GATHER_SECONDS = 1.0
+#: a cycle's successor starts this long after it at the soonest
+NEXT_CYCLE_MIN = 0.1
+#: the period of a cycle job's own trigger: only a safety net, since every cycle sets its successor's time
+CYCLE_SAFETY = 3600.0
 #: a flood wait's end is spread by up to this much, so that the deferred channels do not all return at once
 DEFER_SPREAD = 5.0
 
@@ -64,12 +69,29 @@ class Poller:
         self.history: deque[CycleStats] = deque(maxlen=50)  # the last cycles, newest last
         self.cycle_done = asyncio.Condition()  # notified after every cycle that polled (tests, benchmarks)
         self.running: set[str] = set()  # sources whose cycle is running now
+        #: push updates (issue 12): key -> the interval while push covers the channel (None: the usual one)
+        self.push_interval: Callable[[str], float | None] | None = None
 
     # ------------------------------------------------------------------ scheduling
 
     def interval(self, key: str) -> float:
-        """Seconds between two polls of ``key``: its ``[[channels]] interval`` or ``[schedule] interval``."""
+        """Seconds between two polls of ``key``: its ``[[channels]] interval`` or ``[schedule] interval``;
+        ``[schedule] reconcile_interval`` while push updates cover it (the poll then only closes gaps)."""
+        if self.push_interval is not None:
+            iv = self.push_interval(key)
+            if iv is not None:
+                return iv
         return self.ctx.settings.channel_interval(self.book.channels[key])
+
+    def poll_soon(self, key: str, delay: float) -> None:
+        """Poll ``key`` within ``delay`` seconds (push revealed a gap, or missed a post)."""
+        cfg = self.book.channels.get(key)
+        if key not in self.due or cfg is None:
+            return
+        when = now() + timedelta(seconds=delay)
+        if when < self.due[key]:
+            self.due[key] = when
+            self._cycle_at(cfg.source, when)
 
     def schedule(self, key: str, start: datetime) -> None:
         """Poll ``key`` from ``start`` on, every its interval, in its source's cycle."""
@@ -110,9 +132,9 @@ class Poller:
         job_id = poll_cycle_job_id(source)
         job = ctx.scheduler.get_job(job_id)
         if job is None:
-            # The trigger's own period is only a safety net: every cycle sets its successor's time itself.
-            every = min((self.interval(k) for k in self._keys(source)), default=60.0)
-            ctx.add_job(self.cycle_job, job_id, max(1.0, every), args=(source,), next_run=when)
+            # The trigger's own period is only a safety net (a trigger firing while a long cycle runs would only
+            # be skipped): every cycle sets its successor's time itself.
+            ctx.add_job(self.cycle_job, job_id, CYCLE_SAFETY, args=(source,), next_run=when)
         elif force or job.next_run_time is None or job.next_run_time > when:
             job.modify(next_run_time=when)
 
@@ -124,13 +146,15 @@ class Poller:
         if not dues:
             self.ctx.remove_job(poll_cycle_job_id(source))  # nothing held here; schedule() brings it back
             return
-        when = max(min(dues), now()) + timedelta(seconds=random.uniform(0.0, self._spread(source)))
-        self._cycle_at(source, when, force=True)
+        # Not sooner than a moment from now: the scheduler counts this cycle as running until its task's done
+        # callback has run, and would skip (not delay) a successor that fell due before that.
+        when = max(min(dues), now() + timedelta(seconds=NEXT_CYCLE_MIN))
+        self._cycle_at(source, when + timedelta(seconds=random.uniform(0.0, self._spread(source))), force=True)
 
     def postpone(self, source: str, seconds: float) -> None:
         """The source cannot be reached: its next cycle waits ``seconds`` (the due channels stay due)."""
         if self.ctx.scheduler is not None and self.ctx.scheduler.get_job(poll_cycle_job_id(source)) is not None:
-            self._cycle_at(source, now() + timedelta(seconds=seconds), force=True)
+            self._cycle_at(source, now() + timedelta(seconds=max(seconds, NEXT_CYCLE_MIN)), force=True)
 
     # ------------------------------------------------------------------ one cycle
 
