@@ -1,20 +1,28 @@
 """The one writer of posts, versions, matches, channels and cursors.
 
 A batch of posts, their matches, their outbox rows (through an ``OutboxPlanner`` handed in by the
-caller) and the channel's new cursor are written in ONE transaction: a crash at any point leaves either
-all of it or none of it, so a restart repeats nothing and loses nothing.
+caller), their search-index rows and the channel's new cursor are written in ONE transaction: a crash at
+any point leaves either all of it or none of it, so a restart repeats nothing and loses nothing.
+
+New posts and their matches go to the database in bulk, through the driver under the session's own
+transaction: one ``executemany`` per table on SQLite, ``COPY`` into a temporary table plus one
+``INSERT … SELECT … ON CONFLICT`` on PostgreSQL. The values pass through SQLAlchemy's own bind
+processors for the columns' types, so a row stored in bulk is byte for byte the row the ORM would have
+stored. Everything CPU-bound about a post (matching, its repost hash, its search lemmas) is computed
+before the transaction opens (``monitor/ingest.py``), so the write lock is held for writing only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import fulltext, rollup
@@ -65,19 +73,50 @@ class OutboxPlanner(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TextFacts:
+    """What the store derives from a post's text, computed before the transaction (off the event loop):
+    the repost hash (:func:`text_hash`) and, for SQLite's search index, the lemmatised shadow text
+    (``None`` when not computed: PostgreSQL indexes the text itself)."""
+
+    text_hash: str | None
+    search_lemmas: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """How and when the new posts of a batch first reached us (issue 12), recorded on new posts only:
+    ``how`` is push | poll | backfill | import | web; ``seen_at`` defaults to the time of storing;
+    ``push_missed`` names the message ids a reconciling poll caught because push updates missed them."""
+
+    how: str
+    seen_at: datetime | None = None
+    push_missed: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class BatchItem:
     post: Post
     matches: list[Match]
     alertable: bool = False
     preview_matches: list[Match] = field(default_factory=list)  # found in the link preview text
+    facts: TextFacts | None = None  # None: the store derives them itself (inside the transaction)
 
     @property
     def entity_ids(self) -> set[str]:
         return {mt.entity_id for mt in self.matches} | {mt.entity_id for mt in self.preview_matches}
 
-    def match_rows(self, post_id: int, version: int) -> list[dict[str, object]]:
-        return [_match_values(post_id, mt, version, False) for mt in self.matches] + [
-            _match_values(post_id, mt, version, True) for mt in self.preview_matches]
+    def match_rows(self, post_id: int, version: int) -> list[tuple[object, ...]]:
+        """Rows for ``matches`` in :data:`MATCH_COLUMNS` order."""
+        return [_match_row(post_id, mt, version, False) for mt in self.matches] + [
+            _match_row(post_id, mt, version, True) for mt in self.preview_matches]
+
+    def hash_of_text(self) -> str | None:
+        return self.facts.text_hash if self.facts is not None else text_hash(self.post.text)
+
+    def lemmas_of_text(self) -> str:
+        if self.facts is not None and self.facts.search_lemmas is not None:
+            return self.facts.search_lemmas
+        return fulltext.lemmatize(self.post.text)
 
 
 _WS = re.compile(r"[\W_]+", re.UNICODE)
@@ -97,6 +136,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine)
+
+    @property
+    def keeps_lemmas(self) -> bool:
+        """Whether posts need a lemmatised shadow text (SQLite's search index; PostgreSQL stems by itself)."""
+        return self.engine.dialect.name == "sqlite"
 
     # ------------------------------------------------------------------ channels
 
@@ -194,21 +238,33 @@ class Store:
         seen: int = 0,
         backfill_low: int | None = None,
         planner: OutboxPlanner | None = None,
+        arrival: Arrival | None = None,
+        advance_cursor: bool = True,
     ) -> BatchResult:
-        """Store posts with their matches, outbox rows and the channel's cursor in one transaction.
+        """Store posts with their matches, outbox rows, search-index rows and the channel's cursor in one
+        transaction. ``advance_cursor=False`` (a pushed post above a gap) leaves the cursor where it is:
+        it only ever moves over ids that are all stored.
 
         Saving the same batch twice changes nothing. A changed text is a new version: the old text goes to
         ``post_versions`` and only entities absent from the previous version count as new."""
         result = BatchResult()
+        # Albums: one post per group, keyed by its lowest id; later members may arrive in a later page.
+        by_id: dict[int, BatchItem] = {}
+        for it in items:
+            by_id[it.post.message_id] = it
+        ids = list(by_id)
         async with self.sessions.begin() as s:
-            channel = await s.get(m.Channel, channel_id, with_for_update=not _is_sqlite(s))
-            if channel is None:
+            sqlite = _is_sqlite(s)
+            # The first statement writes: it takes SQLite's write lock (on PostgreSQL the channel row's lock,
+            # which serialises batches of one channel), so nothing stores a post of this batch between the
+            # existence check below and the inserts.
+            res = await s.execute(update(m.Channel).where(m.Channel.id == channel_id)
+                                  .values(seen_count=func.coalesce(m.Channel.seen_count, 0) + seen)
+                                  .execution_options(synchronize_session=False))
+            if not res.rowcount:
                 raise KeyError(channel_id)
-            # Albums: one post per group, keyed by its lowest id; later members may arrive in a later page.
-            by_id: dict[int, BatchItem] = {}
-            for it in items:
-                by_id[it.post.message_id] = it
-            ids = list(by_id)
+            channel = await s.get(m.Channel, channel_id)
+            assert channel is not None
             existing: dict[int, m.Post] = {}
             for chunk in _chunks(ids, 500):
                 rows = await s.execute(select(m.Post).where(m.Post.channel_id == channel_id,
@@ -221,30 +277,29 @@ class Store:
                 for pid, eid in rows2:
                     old_entities.setdefault(pid, set()).add(eid)
 
-            new_rows: list[dict[str, object]] = []
             new_items: list[BatchItem] = []
-            match_rows: list[dict[str, object]] = []
+            match_rows: list[tuple[object, ...]] = []
             # SQLite search index (PostgreSQL indexes posts.text itself): lemmatised shadow texts
-            index_fts = _is_sqlite(s)
+            index_fts = sqlite
             fts_removed: list[tuple[int, str]] = []
             fts_added: list[tuple[int, str]] = []
             mention_days: dict[rollup.Key, int] = {}  # the stats rollup, kept in step with the matches
+            edited_ids: list[int] = []
             for mid in ids:
                 it = by_id[mid]
                 p = it.post
                 row = existing.get(mid)
                 if row is None:
-                    new_rows.append(_post_values(channel_id, p))
                     new_items.append(it)
                     continue
-                changed = _merge_existing(s, row, p)
+                changed = _merge_existing(s, row, it)
                 if changed == "edited":
                     if index_fts:
                         if row.search_lemmas is not None:
                             fts_removed.append((row.id, row.search_lemmas))
-                        row.search_lemmas = fulltext.lemmatize(row.text)
+                        row.search_lemmas = it.lemmas_of_text()
                         fts_added.append((row.id, row.search_lemmas))
-                    await s.execute(delete(m.Match).where(m.Match.post_id == row.id))
+                    edited_ids.append(row.id)
                     match_rows.extend(it.match_rows(row.id, row.version))
                     rollup.count_change(mention_days, channel_id, row.date, old_entities.get(row.id, ()),
                                         it.entity_ids)
@@ -254,29 +309,33 @@ class Store:
                                                   row.text_hash))
                 else:
                     result.unchanged += 1
+            for chunk in _chunks(edited_ids, 500):
+                await s.execute(delete(m.Match).where(m.Match.post_id.in_(chunk)))
 
-            if new_rows:
-                if index_fts:
-                    for r in new_rows:
-                        r["search_lemmas"] = fulltext.lemmatize(str(r["text"] or ""))
-                for chunk_rows, chunk_items in zip(_chunks(new_rows, 500), _chunks(new_items, 500), strict=True):
-                    # Core insert on the table (not the ORM bulk path): same rows, a third of the overhead.
-                    res = await s.execute(insert(m.Post.__table__).returning(m.Post.__table__.c.id,
-                                                                             m.Post.__table__.c.message_id),
-                                          chunk_rows)
-                    id_of = {mid: pid for pid, mid in res.all()}
-                    for r, it in zip(chunk_rows, chunk_items, strict=True):
-                        pid = id_of[it.post.message_id]
-                        if index_fts:
-                            fts_added.append((pid, str(r["search_lemmas"])))
-                        match_rows.extend(it.match_rows(pid, 1))
+            if new_items:
+                stored_at = now()
+                rows_new = [_post_values(channel_id, it.post, it.hash_of_text(), stored_at,
+                                         it.lemmas_of_text() if index_fts else None) for it in new_items]
+                for r in rows_new:  # how and when each new post first reached us (issue 12)
+                    r["arrival"] = arrival.how if arrival else None
+                    r["seen_at"] = (arrival.seen_at if arrival and arrival.seen_at else None) or stored_at
+                    r["push_missed"] = bool(arrival and r["message_id"] in arrival.push_missed)
+                id_of = await _insert_posts(s, rows_new)
+                for r, it in zip(rows_new, new_items, strict=True):
+                    pid = id_of.get(it.post.message_id)
+                    if pid is None:  # stored by another writer meanwhile (PostgreSQL's ON CONFLICT)
+                        result.unchanged += 1
+                        continue
+                    if index_fts:
+                        fts_added.append((pid, str(r["search_lemmas"])))
+                    match_rows.extend(it.match_rows(pid, 1))
+                    if it.matches or it.preview_matches:
                         rollup.count_change(mention_days, channel_id, it.post.date, (), it.entity_ids)
-                        result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
-                                                      it.alertable, r["text_hash"]))  # type: ignore[arg-type]
-                result.new = len(new_rows)
+                    result.new += 1
+                    result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
+                                                  it.alertable, r["text_hash"]))  # type: ignore[arg-type]
             if match_rows:
-                for chunk in _chunks(match_rows, 1000):
-                    await s.execute(insert(m.Match.__table__), chunk)
+                await _insert_matches(s, match_rows)
             result.matches = len(match_rows)
             if fts_removed or fts_added:
                 await fulltext.sync_index(s, removed=fts_removed, added=fts_added)
@@ -286,7 +345,7 @@ class Store:
                 result.alerts = await planner.plan(s, channel, result.saved)
 
             top = max([cursor or 0, *(max(it.post.ids) for it in items)] if items else [cursor or 0])
-            if top > (channel.cursor or 0):
+            if advance_cursor and top > (channel.cursor or 0):
                 channel.cursor = top
             if backfill_low is not None and (channel.backfill_low is None or backfill_low < channel.backfill_low):
                 channel.backfill_low = backfill_low
@@ -294,7 +353,6 @@ class Store:
                 newest = max(it.post.date for it in new_items)
                 if channel.last_post_at is None or newest > channel.last_post_at:
                     channel.last_post_at = newest
-            channel.seen_count = (channel.seen_count or 0) + seen
         return result
 
     async def replace_matches(self, changes: Sequence[Rematch]) -> int:
@@ -392,7 +450,9 @@ def _chunks(seq: Sequence, n: int) -> list[Sequence]:  # type: ignore[type-arg]
     return [seq[i : i + n] for i in range(0, len(seq), n)]
 
 
-def _post_values(channel_id: int, p: Post) -> dict[str, object]:
+def _post_values(channel_id: int, p: Post, hash_: str | None, stored_at: datetime,
+                 search_lemmas: str | None) -> dict[str, object]:
+    """The column values of a new post (the one place that maps a ``Post`` to a ``posts`` row)."""
     f = p.forward
     return {
         "channel_id": channel_id, "message_id": p.message_id, "date": p.date, "text": p.text,
@@ -400,8 +460,8 @@ def _post_values(channel_id: int, p: Post) -> dict[str, object]:
         "fwd_channel_id": f.channel_id if f else None, "fwd_message_id": f.message_id if f else None,
         "fwd_name": f.name if f else None, "fwd_username": f.username if f else None, "album_id": p.album_id,
         "member_ids": list(p.member_ids) if p.member_ids else None, "link_preview": p.link_preview,
-        "incomplete": p.incomplete, "deleted": p.deleted, "version": 1, "text_hash": text_hash(p.text),
-        "raw": p.raw, "stored_at": now(),
+        "incomplete": p.incomplete, "deleted": p.deleted, "version": 1, "text_hash": hash_,
+        "raw": p.raw, "stored_at": stored_at, "search_lemmas": search_lemmas,
     }
 
 
@@ -410,8 +470,108 @@ def _match_values(post_id: int, mt: Match, version: int, in_preview: bool) -> di
             "surface": mt.surface[:512], "version": version, "in_preview": in_preview}
 
 
-def _merge_existing(s: AsyncSession, row: m.Post, p: Post) -> str:
+MATCH_COLUMNS = ("post_id", "entity_id", "start", "end", "surface", "version", "in_preview")
+
+
+def _match_row(post_id: int, mt: Match, version: int, in_preview: bool) -> tuple[object, ...]:
+    return (post_id, mt.entity_id, mt.start, mt.end, mt.surface[:512], version, in_preview)
+
+
+# ------------------------------------------------------------------ bulk writes through the driver
+
+Processor = Callable[[Any], Any]
+_PROCESSORS: dict[tuple[str, str, str, tuple[str, ...]], list[tuple[int, Processor]]] = {}
+
+
+def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[tuple[int, Processor]]:
+    """(position, SQLAlchemy's bind processor) of the columns whose values need converting for the driver
+    (dates, JSON, booleans on SQLite), so a bulk row is stored exactly as the ORM would store it."""
+    key = (dialect.name, dialect.driver, table.name, tuple(columns))
+    procs = _PROCESSORS.get(key)
+    if procs is None:
+        procs = []
+        for i, name in enumerate(columns):
+            proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                procs.append((i, proc))
+        _PROCESSORS[key] = procs
+    return procs
+
+
+def _driver_rows(dialect: Dialect, table: Table, columns: Sequence[str],
+                 rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    procs = _processors(dialect, table, columns)
+    if not procs:
+        return [tuple(r) for r in rows]
+    out = []
+    for r in rows:
+        vals = list(r)
+        for i, proc in procs:
+            vals[i] = proc(vals[i])
+        out.append(tuple(vals))
+    return out
+
+
+async def _driver(s: AsyncSession) -> Any:
+    """The session's driver connection (aiosqlite or asyncpg), inside the session's transaction."""
+    conn = await s.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+def _quote(names: Iterable[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+async def _insert_posts(s: AsyncSession, rows: list[dict[str, object]]) -> dict[int, int]:
+    """Insert new posts in bulk; returns message id → posts.id of the rows inserted."""
+    table: Table = m.Post.__table__  # type: ignore[assignment]
+    dialect = s.bind.dialect
+    columns = list(rows[0])
+    drv = await _driver(s)
+    if dialect.name == "sqlite":
+        # This transaction holds SQLite's write lock (save_batch writes first), so no one else can take
+        # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING,
+        # which sqlite3's executemany cannot give back.
+        top = (await s.execute(text("SELECT coalesce(max(id), 0) FROM posts"))).scalar_one()
+        values = _driver_rows(dialect, table, columns, (r.values() for r in rows))
+        params = [(top + i + 1, *v) for i, v in enumerate(values)]
+        sql = f"INSERT INTO posts (id, {_quote(columns)}) VALUES ({', '.join('?' * (len(columns) + 1))})"
+        await (await drv.executemany(sql, params)).close()
+        return {int(r["message_id"]): top + i + 1 for i, r in enumerate(rows)}  # type: ignore[call-overload]
+    assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
+    # COPY into a temporary table (ON COMMIT DELETE ROWS: empty again after every batch), then one
+    # INSERT … SELECT: COPY is the fastest way in, and ON CONFLICT keeps a post another writer stored
+    # meanwhile instead of failing the batch. Named after its columns, so a schema change gets a new one.
+    tmp = "tgm_new_posts_" + hashlib.sha1(",".join(columns).encode()).hexdigest()[:8]
+    cols = _quote(columns)
+    await drv.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
+                      f"SELECT {cols} FROM posts WITH NO DATA")
+    await drv.copy_records_to_table(tmp, records=_driver_rows(dialect, table, columns, (r.values() for r in rows)),
+                                    columns=columns)
+    # (one call per transaction: the commit empties the table again)
+    got = await drv.fetch(f"INSERT INTO posts ({cols}) SELECT {cols} FROM {tmp} "
+                          "ON CONFLICT (channel_id, message_id) DO NOTHING RETURNING id, message_id")
+    return {int(mid): int(pid) for pid, mid in got}
+
+
+async def _insert_matches(s: AsyncSession, rows: list[tuple[object, ...]]) -> None:
+    """Insert match rows (:data:`MATCH_COLUMNS` order) in bulk."""
+    table: Table = m.Match.__table__  # type: ignore[assignment]
+    dialect = s.bind.dialect
+    values = _driver_rows(dialect, table, MATCH_COLUMNS, rows)
+    drv = await _driver(s)
+    if dialect.name == "sqlite":
+        sql = f"INSERT INTO matches ({_quote(MATCH_COLUMNS)}) VALUES ({', '.join('?' * len(MATCH_COLUMNS))})"
+        await (await drv.executemany(sql, values)).close()
+        return
+    assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
+    await drv.copy_records_to_table("matches", records=values, columns=list(MATCH_COLUMNS))
+
+
+def _merge_existing(s: AsyncSession, row: m.Post, it: BatchItem) -> str:
     """Fold a re-read of a stored post into its row: 'edited' when the text changed, else 'same'."""
+    p = it.post
     if p.views is not None:
         row.views = p.views
     if p.forwards is not None:
@@ -429,6 +589,6 @@ def _merge_existing(s: AsyncSession, row: m.Post, p: Post) -> str:
     row.version += 1
     row.text = p.text
     row.edit_date = p.edit_date or now()
-    row.text_hash = text_hash(p.text)
+    row.text_hash = it.hash_of_text()
     row.incomplete = p.incomplete
     return "edited"

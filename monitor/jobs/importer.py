@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -27,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from monitor import models as m
 from monitor.config import Settings, parse_channel_ref
-from monitor.ingest import AlertRule
+from monitor.ingest import AlertRule, Prepared
 from monitor.jobs.redate import redate_posts
 from monitor.logs import event
 from monitor.posts import Post
@@ -44,11 +45,14 @@ from monitor.sources.export import (
 )
 
 if TYPE_CHECKING:
+    from monitor.ingest import Ingestor
     from monitor.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 BATCH = 2000
+#: an export at least this big starts the matching worker processes at once (see monitor/ingest.py)
+EAGER_WORKERS_BYTES = 2 * 2**20
 
 
 @dataclass(slots=True)
@@ -133,7 +137,7 @@ class ImportJob:
         started = datetime.now(UTC)
         await self._check_as_known()
         fh = await asyncio.to_thread(self.path.open, "rb")
-        pending: asyncio.Future[object] | None = None
+        pipeline: _Pipeline | None = None
         try:
             # a single-chat export of a group or a personal chat is read only when --channel names it
             reader = _BatchReader(read_export(fh, select=self.select, local_tz=self.local_tz, on_read=on_bytes,
@@ -141,14 +145,14 @@ class ImportJob:
                                   self.batch)
             current: ChatReport | None = None
             row: m.Channel | None = None
-            pending = asyncio.ensure_future(asyncio.to_thread(reader.next))
+            if (await asyncio.to_thread(os.fstat, fh.fileno())).st_size >= EAGER_WORKERS_BYTES:
+                self.rt.ingestor.start_workers()  # they load the watchlist while the first batch is parsed
+            pipeline = _Pipeline(reader, self.rt.ingestor)
             while True:
-                chunk = await pending
-                if chunk is None:
+                got = await pipeline.next()
+                if got is None:
                     break
-                chat, posts, skipped, err = chunk
-                # Parse the next batch in the worker while this one is matched and stored.
-                pending = asyncio.ensure_future(asyncio.to_thread(reader.next)) if err is None else _done()
+                (chat, posts, skipped, err), prepared = got
                 if current is None or current.chat is not chat:
                     if current is not None and row is not None:
                         await self._finish(row, current, started)
@@ -159,7 +163,8 @@ class ImportJob:
                     report.chats.append(current)
                 assert row is not None
                 if posts:
-                    res = await self.rt.ingestor.ingest(row, posts, rule=self.rule, seen=len(posts) + skipped)
+                    res = await self.rt.ingestor.ingest(row, posts, rule=self.rule, seen=len(posts) + skipped,
+                                                        prepared=await prepared)
                     current.posts += len(posts)
                     current.new += res.new
                     current.edited += res.edited
@@ -176,11 +181,8 @@ class ImportJob:
             if current is not None and row is not None:
                 await self._finish(row, current, started, error=report.error)
         finally:
-            if pending is not None and not pending.done():
-                # never close the file under the worker thread still parsing it
-                await asyncio.wait([pending])
-                if not pending.cancelled():
-                    pending.exception()  # retrieved: the body's own error is the one to report
+            if pipeline is not None:
+                await pipeline.aclose()  # never close the file under the worker thread still parsing it
             await asyncio.to_thread(fh.close)
         if not report.chats and report.error is None:
             raise ExportError(nothing_selected(self.stats, self.channel))
@@ -310,14 +312,6 @@ class ImportJob:
               matches=rep.matches, alerts=rep.alerts)
 
 
-async def _none() -> None:
-    return None
-
-
-def _done() -> asyncio.Future[None]:
-    return asyncio.ensure_future(_none())
-
-
 def _label(row: m.Channel) -> str:
     if row.username:
         return f"@{row.username}"
@@ -372,6 +366,66 @@ class _BatchReader:
         if chat is None:
             return None
         return chat, posts, skipped, None
+
+
+_Batch = tuple[ExportChat, list[Post], int, str | None]
+
+
+class _Pipeline:
+    """Parses batches in a worker thread and starts matching each as soon as it is parsed (in the
+    ingestor's worker processes), up to ``depth`` batches ahead of the one being stored: parsing, matching
+    and writing overlap instead of taking turns. Batches come out in file order; a parse error comes out
+    where it happened, after the batches before it."""
+
+    def __init__(self, reader: _BatchReader, ingestor: Ingestor, depth: int = 2) -> None:
+        self.reader = reader
+        self.ingestor = ingestor
+        self.queue: asyncio.Queue[tuple[_Batch, asyncio.Future[list[Prepared]]] | BaseException | None] = (
+            asyncio.Queue(depth))
+        self.parsing: asyncio.Future[_Batch | None] | None = None
+        self.preparing: list[asyncio.Future[list[Prepared]]] = []
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self.parsing = asyncio.ensure_future(asyncio.to_thread(self.reader.next))
+                # shielded: cancelling the pipeline must not abandon a parse still running in its thread
+                chunk = await asyncio.shield(self.parsing)
+                if chunk is None:
+                    break
+                prep = asyncio.ensure_future(self.ingestor.prepare(chunk[1]))
+                self.preparing = [f for f in self.preparing if not f.done()] + [prep]
+                await self.queue.put((chunk, prep))
+                if chunk[3] is not None:  # the file broke off there: nothing follows
+                    break
+        except Exception as exc:
+            await self.queue.put(exc)
+            return
+        await self.queue.put(None)
+
+    async def next(self) -> tuple[_Batch, asyncio.Future[list[Prepared]]] | None:
+        """The next batch and its matching in progress; None after the last one."""
+        got = await self.queue.get()
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    async def aclose(self) -> None:
+        """Stop reading ahead: wait for a parse in progress, drop prepared batches nobody will store."""
+        self.task.cancel()
+        await asyncio.wait([self.task])
+        if self.parsing is not None:
+            await asyncio.wait([self.parsing])
+            if not self.parsing.cancelled():
+                self.parsing.exception()  # retrieved: the body's own error is the one to report
+        for prep in self.preparing:
+            prep.cancel()
+        if self.preparing:
+            await asyncio.wait(self.preparing)
+        for prep in self.preparing:
+            if not prep.cancelled():
+                prep.exception()
 
 
 async def import_export(rt: Runtime, path: Path, **kwargs: object) -> ImportReport:
