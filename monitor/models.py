@@ -102,6 +102,8 @@ class Channel(Base):
     # The [[channels]] entry this row was resolved from (``@name`` or the id): a channel renamed on Telegram
     # keeps its row (and is never resolved again) while the config still names it by its old username.
     config_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    # The Telegram account reading this channel now (several accounts, migration 0011; NULL: the only one).
+    account: Mapped[str | None] = mapped_column(String(64))
 
 
 class Post(Base):
@@ -303,6 +305,7 @@ class FloodWait(Base):
     seconds: Mapped[int] = mapped_column(Integer)
     until: Mapped[datetime]
     recorded_at: Mapped[datetime] = mapped_column(default=now)
+    account: Mapped[str | None] = mapped_column(String(64))  # the account it was given to (migration 0011)
 
 
 class ServiceNode(Base):
@@ -326,3 +329,36 @@ class DestinationRate(Base):
     destination: Mapped[str] = mapped_column(String(128), primary_key=True)
     sends: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ISO times (database clock), oldest first
     version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TelegramAccount(Base):
+    """One Telegram account of ``[[telegram.accounts]]`` (migration 0011): its state, the process running it
+    and its requests of the last hour (``tgmonitor accounts``)."""
+
+    __tablename__ = "telegram_accounts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))  # the ``tgmonitor run`` process running it
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | limited | banned | dead
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    state_changed_at: Mapped[datetime | None]
+    retry_at: Mapped[datetime | None]  # a limited account is tried again from then on
+    requests: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[minute ISO, requests], …] last hour
+    seen_at: Mapped[datetime | None]  # the running process's last word about it
+
+
+class ChannelAccount(Base):
+    """What one account knows of one channel: joined (from its dialogs) and readable (a private channel
+    only its members can read). Assignment prefers joined, never gives a channel to an account that
+    cannot read it."""
+
+    __tablename__ = "channel_accounts"
+
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    account: Mapped[str] = mapped_column(ForeignKey("telegram_accounts.name", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
+    joined: Mapped[bool] = mapped_column(Boolean, default=False)
+    readable: Mapped[bool | None] = mapped_column(Boolean)  # None: not tried yet
+    checked_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
