@@ -113,6 +113,7 @@ class Post(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "message_id", name="uq_posts_channel_message"),
         Index("ix_posts_date", "date"),
+        Index("ix_posts_channel_date", "channel_id", "date"),  # one channel's feed by date (migration 0012)
         # posts polling caught because push missed them, counted per channel (``status``, metrics)
         Index("ix_posts_push_missed", "channel_id", sqlite_where=text("push_missed"),
               postgresql_where=text("push_missed")),
