@@ -54,6 +54,22 @@ class Metrics:
         self.leased = Gauge("tgmonitor_channels_leased", "Channels this process holds the lease of", registry=r)
         self.last_progress = Gauge("tgmonitor_last_progress_timestamp_seconds",
                                    "When a scheduled job last finished", registry=r)
+        # push updates (issue 12)
+        self.push_updates = Counter("tgmonitor_push_updates", "Channel updates Telegram pushed (new and edited "
+                                    "messages)", registry=r)
+        self.push_posts = Counter("tgmonitor_push_posts", "New posts stored from push updates", registry=r)
+        self.push_missed = Counter("tgmonitor_push_missed_posts", "Posts of push-covered channels that polling "
+                                   "had to catch because push missed them", ["channel"], registry=r)
+        self.push_gaps = Counter("tgmonitor_push_gaps", "Pushed posts above a missing id (a poll closed the gap)",
+                                 registry=r)
+        self.push_state_lost = Counter("tgmonitor_push_state_lost", "Times Telegram reported the update state "
+                                       "lost (updatesTooLong)", registry=r)
+        self.push_channels = Gauge("tgmonitor_push_channels", "Telethon channels by how they are followed: push "
+                                   "(reconciled), fallback (push silent: polled at the interval), poll "
+                                   "(not joined)", ["mode"], registry=r)
+        self.alert_latency = Gauge("tgmonitor_alert_latency_seconds", "Post date → alert sent over the last "
+                                   "24 h, per channel", ["channel", "quantile"], registry=r)
+        self._push_seen: dict[str, float] = {}
         self._server: Any = None
 
     def serve(self, listen: str | None) -> bool:
@@ -85,6 +101,31 @@ class Metrics:
         self.requests.labels(source).inc(requests)
         if deferred:
             self.deferred.labels(source).inc()
+
+    def observe_push(self, *, updates: int, posts: int, gaps: int, state_lost: int, missed: Mapping[str, int],
+                     modes: Mapping[str, int]) -> None:
+        """The push receiver's running totals since start: counters move by what changed since last time."""
+        def bump(name: str, total: float, counter: Any) -> None:
+            delta = total - self._push_seen.get(name, 0.0)
+            if delta > 0:
+                counter.inc(delta)
+            self._push_seen[name] = total
+
+        bump("updates", updates, self.push_updates)
+        bump("posts", posts, self.push_posts)
+        bump("gaps", gaps, self.push_gaps)
+        bump("lost", state_lost, self.push_state_lost)
+        for channel, n in missed.items():
+            bump(f"missed:{channel}", n, self.push_missed.labels(channel))
+        for mode in ("push", "fallback", "poll", *modes):
+            self.push_channels.labels(mode).set(modes.get(mode, 0))
+
+    def set_latency(self, per_channel: Mapping[str, tuple[float, float]]) -> None:
+        """Per channel (p50, p95) seconds of post date → alert sent over the last 24 h."""
+        self.alert_latency.clear()
+        for channel, (p50, p95) in per_channel.items():
+            self.alert_latency.labels(channel, "0.5").set(p50)
+            self.alert_latency.labels(channel, "0.95").set(p95)
 
     def set_database(self, *, posts: int, matches: int, alerts: Mapping[str, int], flood_waits: int,
                      channels: Mapping[str, int]) -> None:

@@ -9,7 +9,18 @@ honestly"). ``messages.GetHistory`` follows core.telegram.org/api/offsets: messa
 
 Requests answered: contacts.ResolveUsername, messages.GetHistory, channels.GetMessages,
 channels.GetChannels, channels.GetFullChannel, messages.GetPeerDialogs (joined channels only),
-messages.GetDialogs, updates.GetState, users.GetUsers, and auth.SendCode/auth.SignIn for ``login``.
+messages.GetDialogs, updates.GetState, updates.GetDifference, updates.GetChannelDifference, users.GetUsers,
+help.GetConfig, and auth.SendCode/auth.SignIn for ``login``.
+
+Push updates (issue 12): a client made with ``fake_client(server, updates=True)`` runs Telethon's own
+``connect()`` (its update loop, catch-up from the session's saved state, the MessageBox's pts bookkeeping), and
+the server puts real update containers — ``Updates`` holding ``UpdateNewChannelMessage`` /
+``UpdateEditChannelMessage``, or ``UpdatesTooLong`` — into the sender's update queue, exactly where
+``MTProtoSender`` puts what arrives from the network. Every post, service message and edit of a joined channel
+consumes one channel pts and is pushed, unless dropped on cue: a "gap" drop consumes the pts but is not
+delivered (Telethon notices the gap and asks ``updates.getChannelDifference``, which the server answers from
+its log); a "silent" drop is never delivered and never in any difference (what Telethon issues #4345/#4361
+describe: the post exists, no update ever says so) — only polling finds it.
 
 Use in-process: ``server = FakeTelegram(); client = fake_client(server)``. From a ``tgmonitor`` subprocess:
 ``client_factory = "fake_telegram:make_client"`` with this folder on PYTHONPATH and ``FAKE_TG_SPEC`` naming
@@ -21,9 +32,12 @@ a JSON file ``{"channels": [{"id", "username", "title", "posts", "joined", "priv
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import os
+import random
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +77,7 @@ class FakeChannel:
     messages: dict[int, Any] = field(default_factory=dict)
     hidden: set[int] = field(default_factory=set)  # counted by the server but never returned ("local laws")
     next_id: int = 1
+    server: FakeTelegram | None = field(default=None, repr=False)  # pushes this channel's updates
 
     def entity(self) -> types.Channel:
         return types.Channel(id=self.id, title=self.title, photo=types.ChatPhotoEmpty(), date=T0 - timedelta(days=400),
@@ -83,6 +98,8 @@ class FakeChannel:
         self.messages[mid] = types.Message(
             id=mid, peer_id=types.PeerChannel(self.id), date=date or T0 + timedelta(minutes=mid), message=text,
             post=True, views=views, forwards=0, fwd_from=fwd_from, grouped_id=grouped_id)
+        if self.server is not None:
+            self.server.published(self, self.messages[mid])
         return mid
 
     def album(self, caption: str, n: int, *, date: datetime | None = None, grouped_id: int | None = None) -> list[int]:
@@ -95,11 +112,15 @@ class FakeChannel:
         self.messages[mid] = types.MessageService(
             id=mid, peer_id=types.PeerChannel(self.id), date=date or T0 + timedelta(minutes=mid),
             action=types.MessageActionPinMessage(), post=True)
+        if self.server is not None:
+            self.server.published(self, self.messages[mid])
         return mid
 
     def edit(self, mid: int, text: str, when: datetime) -> None:
         self.messages[mid].message = text
         self.messages[mid].edit_date = when
+        if self.server is not None:
+            self.server.published(self, self.messages[mid], edit=True)
 
     def delete(self, mid: int) -> None:
         self.messages.pop(mid, None)
@@ -128,13 +149,110 @@ class FakeTelegram:
         self.unreachable: str | None = None
         self.unreachable_while: str | None = None
         self.network_failures = 0
+        # Push updates: the senders listening now, each joined channel's pts and its log of updates (what
+        # getChannelDifference answers from), the account pts that moves with every channel event (what
+        # getDifference answers from), and the updates dropped on cue.
+        self.listeners: weakref.WeakSet[FakeSender] = weakref.WeakSet()
+        self.push = True  # False: Telegram sends no updates at all (the pts still move)
+        self.push_delay = 0.0  # seconds between a post and its update reaching the client
+        self.pts: dict[int, int] = {}
+        self.update_log: dict[int, list[tuple[int, Any]]] = {}
+        self.account_pts = 1
+        self.changed_at: dict[int, int] = {}  # channel -> account pts of its last event
+        self.drop_rate = 0.0  # share of updates dropped at random (``drop_mode``), with ``rng``
+        self.drop_mode = "silent"  # "silent" | "gap" (see the module docstring)
+        self.drop_plan: list[str] = []  # the next updates' fates, first first: "silent", "gap" or "deliver"
+        self.rng = random.Random(12)
+        self.dropped: list[tuple[int, int, str]] = []  # (channel id, message id, how)
+        self.pushed = 0
+        self.channel_too_long: set[int] = set()  # getChannelDifference answers ChannelDifferenceTooLong
+        self.difference_too_long = False  # getDifference answers DifferenceTooLong (the account state is lost)
 
     def add(self, cid: int, username: str | None, title: str | None = None, *, joined: bool = True,
             private: bool = False) -> FakeChannel:
         ch = FakeChannel(cid, username, title or f"Channel {cid}", access_hash=cid * 7 + 3, joined=joined,
-                         private=private)
+                         private=private, server=self)
         self.channels[cid] = ch
         return ch
+
+    # ------------------------------------------------------------------ push updates
+
+    def published(self, ch: FakeChannel, msg: Any, *, edit: bool = False) -> None:
+        """A post, service message or edit happened in ``ch``: consume a pts and push its update to the
+        listening clients (unless the channel is not joined, push is off, or the drop plan says otherwise)."""
+        if not ch.joined or ch.private:
+            return
+        fate = self.drop_plan.pop(0) if self.drop_plan else (
+            self.drop_mode if self.drop_rate and self.rng.random() < self.drop_rate else "deliver")
+        if fate == "silent":
+            self.dropped.append((ch.id, msg.id, fate))
+            return
+        pts = self.pts.get(ch.id, 1) + 1
+        self.pts[ch.id] = pts
+        kind = types.UpdateEditChannelMessage if edit else types.UpdateNewChannelMessage
+        upd = kind(message=copy.copy(msg), pts=pts, pts_count=1)
+        self.update_log.setdefault(ch.id, []).append((pts, upd))
+        self.account_pts += 1
+        self.changed_at[ch.id] = self.account_pts
+        if fate == "gap":
+            self.dropped.append((ch.id, msg.id, fate))
+            return
+        if self.push:
+            self.deliver(types.Updates(updates=[upd], users=[], chats=[ch.entity()], date=_now(), seq=0))
+
+    def deliver(self, updates: Any) -> None:
+        """Hand an update container to every listening client, as the network would (after ``push_delay``)."""
+        targets = list(self.listeners)
+        if not targets:
+            return
+        self.pushed += 1
+        if self.push_delay:
+            loop = asyncio.get_running_loop()
+            for t in targets:
+                loop.call_later(self.push_delay, t.updates_queue.put_nowait, updates)
+        else:
+            for t in targets:
+                t.updates_queue.put_nowait(updates)
+
+    def too_long(self) -> None:
+        """Telegram tells the clients it has too many updates for them (``updatesTooLong``)."""
+        self.deliver(types.UpdatesTooLong())
+
+    def _state(self) -> Any:
+        return types.updates.State(pts=self.account_pts, qts=0, date=_now(), seq=0, unread_count=0)
+
+    def _difference(self, req: Any) -> Any:
+        """updates.getDifference: the channels with events since the client's account pts, as
+        ``updateChannelTooLong`` (Telegram never returns channel messages here: the client asks each channel)."""
+        if self.difference_too_long:
+            return types.updates.DifferenceTooLong(pts=self.account_pts)
+        if req.pts >= self.account_pts:
+            return types.updates.DifferenceEmpty(date=_now(), seq=0)
+        moved = [self.channels[c] for c, at in self.changed_at.items() if at > req.pts and c in self.channels]
+        return types.updates.Difference(
+            new_messages=[], new_encrypted_messages=[],
+            other_updates=[types.UpdateChannelTooLong(channel_id=c.id, pts=self.pts.get(c.id, 1)) for c in moved],
+            chats=[c.entity() for c in moved], users=[], state=self._state())
+
+    def _channel_difference(self, req: Any) -> Any:
+        """updates.getChannelDifference: the channel's logged updates above ``pts``, at most ``limit``."""
+        ch = self._channel(req.channel, readable=True)
+        cur = self.pts.get(ch.id, 1)
+        if ch.id in self.channel_too_long:
+            top = [ch.messages[ch.top()]] if ch.messages else []
+            dialog = _mk(types.Dialog, peer=types.PeerChannel(ch.id), top_message=ch.top(), read_inbox_max_id=0,
+                         read_outbox_max_id=0, unread_count=0, notify_settings=types.PeerNotifySettings(), pts=cur)
+            return types.updates.ChannelDifferenceTooLong(dialog=dialog, messages=top, chats=[ch.entity()],
+                                                          users=[], final=True, timeout=None)
+        todo = [(p, u) for p, u in self.update_log.get(ch.id, []) if p > req.pts]
+        if not todo:
+            return types.updates.ChannelDifferenceEmpty(pts=cur, final=True, timeout=None)
+        take = todo[:max(1, req.limit)]
+        return types.updates.ChannelDifference(
+            pts=take[-1][0], final=len(take) == len(todo),
+            new_messages=[u.message for _, u in take if isinstance(u, types.UpdateNewChannelMessage)],
+            other_updates=[u for _, u in take if not isinstance(u, types.UpdateNewChannelMessage)],
+            chats=[ch.entity()], users=[], timeout=None)
 
     def flood_on(self, name: str, seconds: int, nth: int = 1) -> None:
         """Raise FloodWaitError(seconds) on the ``nth`` request of ``name`` from now on."""
@@ -186,11 +304,16 @@ class FakeTelegram:
         if self.revoked or not self.authorized:
             raise errors.AuthKeyUnregisteredError(request=req)
         if isinstance(req, functions.updates.GetStateRequest):
-            return types.updates.State(pts=1, qts=0, date=T0, seq=0, unread_count=0)
+            return self._state()
         if isinstance(req, functions.users.GetUsersRequest):
             return [SELF]
-        if isinstance(req, functions.updates.GetDifferenceRequest):  # Telethon asks after a login
-            return types.updates.DifferenceEmpty(date=T0, seq=0)
+        if isinstance(req, functions.updates.GetDifferenceRequest):  # after a login, a gap, or to catch up
+            return self._difference(req)
+        if isinstance(req, functions.updates.GetChannelDifferenceRequest):
+            return self._channel_difference(req)
+        if isinstance(req, functions.help.GetConfigRequest):  # Telethon's connect() sends it (InitConnection)
+            return _mk(types.Config, date=_now(), expires=_now() + timedelta(hours=1), dc_options=[],
+                       this_dc=2, dc_txt_domain_name="", me_url_prefix="https://t.me/")
         if isinstance(req, functions.contacts.ResolveUsernameRequest):
             u = req.username
             if not u.replace("_", "").isalnum() or len(u) < 4 or not u[0].isalpha():
@@ -293,19 +416,42 @@ class FakeTelegram:
 
 
 class FakeSender:
-    """Stands in for telethon.network.MTProtoSender: ``send`` returns a future, like the real one."""
+    """Stands in for telethon.network.MTProtoSender: ``send`` returns a future, like the real one; with
+    ``updates_queue`` (the client's), it also receives the server's pushed updates while connected."""
 
-    def __init__(self, server: FakeTelegram) -> None:
+    def __init__(self, server: FakeTelegram, updates_queue: asyncio.Queue[Any] | None = None) -> None:
         self.server = server
-        self.auth_key = None
+        self.auth_key: Any = None
+        self.updates_queue = updates_queue
+        self._updates_queue = updates_queue  # MTProtoSender's own name for it
+        self._disconnected: asyncio.Future[None] | None = None
 
     def is_connected(self) -> bool:
         return True
 
     async def connect(self, *_a: Any, **_k: Any) -> bool:
+        if self.updates_queue is not None:
+            self.server.listeners.add(self)
+            self._disconnected = asyncio.get_running_loop().create_future()
         return True
 
     async def disconnect(self) -> None:
+        self.server.listeners.discard(self)
+        if self._disconnected is not None and not self._disconnected.done():
+            self._disconnected.set_result(None)
+        return None
+
+    @property
+    def disconnected(self) -> asyncio.Future[None]:
+        """Resolved when the connection ends (Telethon's keep-alive loop waits on it)."""
+        if self._disconnected is None:
+            self._disconnected = asyncio.get_running_loop().create_future()
+        return self._disconnected
+
+    def _transport_connected(self) -> bool:
+        return False  # no keep-alive pings: there is no transport
+
+    def _keepalive_ping(self, _rnd: int) -> None:
         return None
 
     def send(self, request: Any, ordered: bool = False) -> Any:
@@ -334,7 +480,12 @@ class FakeSender:
 
 class FakeClient(TelegramClient):
     """A real TelegramClient that never opens a socket: connecting is a no-op, everything else is Telethon's
-    own code over :class:`FakeSender` (``is_user_authorized`` included: it asks the fake with GetState)."""
+    own code over :class:`FakeSender` (``is_user_authorized`` included: it asks the fake with GetState).
+
+    A client that receives updates connects with Telethon's own ``connect()`` instead (over the fake sender):
+    its update loop, catch-up and MessageBox then run exactly as against Telegram."""
+
+    _fake_up = False
 
     async def connect(self) -> None:
         if self._loop is None:
@@ -343,23 +494,30 @@ class FakeClient(TelegramClient):
         err = server.network_error() if server is not None else None
         if err is not None:
             raise err
+        if not self._no_updates and not self._fake_up:
+            self._fake_up = True
+            await TelegramClient.connect(self)
 
     def is_connected(self) -> bool:
-        return True
+        return True if self._no_updates else self._fake_up
 
     async def _disconnect_coro(self) -> None:
-        return None
+        if self._fake_up:
+            self._fake_up = False
+            await TelegramClient._disconnect_coro(self)
 
 
-def fake_client(server: FakeTelegram, session: Any = None) -> FakeClient:
+def fake_client(server: FakeTelegram, session: Any = None, *, updates: bool = False) -> FakeClient:
+    """A client over ``server``; ``updates``: it receives push updates and catches up at connect."""
     c = FakeClient(session if session is not None else StringSession(), 1, "0" * 32, flood_sleep_threshold=0,
-                   receive_updates=False)
-    c._sender = FakeSender(server)
+                   receive_updates=updates, catch_up=updates)
     if c.session.auth_key is None:  # what a real connect leaves behind: a key, so the session can be saved
         from telethon.crypto import AuthKey
 
         c.session.auth_key = AuthKey(bytes(256))
         c.session.set_dc(2, "149.154.167.51", 443)
+    c._sender = FakeSender(server, c._updates_queue)
+    c._sender.auth_key = c.session.auth_key
     return c
 
 
@@ -385,6 +543,10 @@ def make_client(settings: Any = None) -> FakeClient:
     path = os.environ.get("FAKE_TG_SPEC")
     spec = json.load(open(path)) if path else {"channels": []}
     return fake_client(server_from_spec(spec, os.environ.get("FAKE_TG_LOG")))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class FakeClock:

@@ -61,6 +61,8 @@ __all__ = ["COUNT_CHECK_EVERY", "DIALOG_BATCH", "REREAD_MAX", "SystemClock", "Te
 
 #: Channels per messages.GetPeerDialogs request.
 DIALOG_BATCH = 100
+#: A channel's newest id learnt this recently (push probe or push) spares a poll its GetPeerDialogs.
+TOPS_FRESH = 90.0
 #: The server-count comparison runs on every this-many-th re-read: a gap is rare and slow to matter, while
 #: a request per re-read doubled the cost of a cycle in which every channel had posted recently.
 COUNT_CHECK_EVERY = 10
@@ -121,6 +123,8 @@ class TelethonJobs(BackfillJobs, RereadJobs):
             started = self.clock.now()
             try:
                 did = await self._poll_guarded(src, cfg, row, rep, tops.get(row.tg_id or 0))
+                if self.push is not None and row.tg_id is not None:
+                    self.push.polled(row.tg_id, 0)  # a channel that fell back to polling has been polled
             except Deferred as d:
                 await self._defer(cfg, row, rep, d)
                 did = True
@@ -148,9 +152,18 @@ class TelethonJobs(BackfillJobs, RereadJobs):
 
     async def _dialog_tops(self, src: TelethonSource,
                            work: Sequence[tuple[ChannelConfig, m.Channel, PollReport]]) -> dict[int, int]:
-        """Newest message ids of the joined channels, 100 channels a request; failures just mean "unknown"."""
+        """Newest message ids of the joined channels, 100 channels a request; failures just mean "unknown".
+        Channels whose newest id the push receiver learnt within TOPS_FRESH (its probe, or a push) cost nothing:
+        a reconciling poll of a channel push keeps up with asks Telegram nothing at all."""
         tops: dict[int, int] = {}
-        rows = [row for _, row, _ in work if row.baseline_id is not None]
+        fresh_after = self.clock.monotonic() - TOPS_FRESH
+        rows = []
+        for _, row, _ in work:
+            known = self.tops_known.get(row.tg_id or 0)
+            if known is not None and known[1] >= fresh_after and row.baseline_id is not None:
+                tops[row.tg_id or 0] = known[0]
+            elif row.baseline_id is not None:
+                rows.append(row)
         for i in range(0, len(rows), DIALOG_BATCH):
             batch = rows[i:i + DIALOG_BATCH]
             peers = [src.peer(r.tg_id or 0, r.access_hash or 0) for r in batch]
@@ -248,6 +261,7 @@ class TelethonJobs(BackfillJobs, RereadJobs):
         if commit:
             posts = await self._posts(row, commit)
             res = await self.rt.ingestor.ingest(row, posts, rule=AlertRule(alert_history=cfg.alert_history),
+                                                arrival=self._arrival(row, posts, reconciling=False),
                                                 cursor=commit[-1].id, seen=len(commit), backfill_low=commit[0].id)
             rep.new += res.new
             rep.alerts += res.alerts
@@ -293,7 +307,11 @@ class TelethonJobs(BackfillJobs, RereadJobs):
             commit, carry = msgs[:len(msgs) - hold], msgs[len(msgs) - hold:]
             if commit:
                 posts = await self._posts(row, commit)
-                res = await self.rt.ingestor.ingest(row, posts, rule=rule, cursor=commit[-1].id, seen=len(commit))
+                arrival = self._arrival(row, posts)
+                res = await self.rt.ingestor.ingest(row, posts, rule=rule, cursor=commit[-1].id, seen=len(commit),
+                                                    arrival=arrival)
+                if self.push is not None and row.tg_id is not None and arrival.push_missed:
+                    self.push.polled(row.tg_id, self._missed_stored(arrival, res))
                 rep.new += res.new
                 rep.edited += res.edited
                 rep.alerts += res.alerts
@@ -305,4 +323,7 @@ class TelethonJobs(BackfillJobs, RereadJobs):
                       "messages may be missing")
             if await self._open_incident("poll_gap", cfg.key, detail):
                 event(log, logging.WARNING, "poll gap", channel=cfg.key, top=top, reached=highest)
+        elif top is not None:
+            # paging reached Telegram's newest message: a gap reported by an earlier poll is closed
+            await self._close_incident("poll_gap", cfg.key)
         return highest

@@ -110,7 +110,8 @@ class BackfillJobs(TelethonBase):
             if not msgs:
                 break
             new_low = msgs[0].id
-            res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(msgs), backfill_low=new_low)
+            res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(msgs), backfill_low=new_low,
+                                                arrival=self._arrival(row, posts, "backfill"))
             low = new_low
             stored += len(posts)
             rep.new += res.new

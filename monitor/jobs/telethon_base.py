@@ -14,14 +14,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from telethon import errors
 
+from monitor import health
 from monitor import models as m
 from monitor.budget import Deferred, RequestBudget
 from monitor.config import ChannelConfig, Settings
+from monitor.ingest import Arrival
 from monitor.jobs.base import PollReport, SessionDead
 from monitor.logs import event
 from monitor.posts import Post
@@ -35,6 +37,7 @@ from monitor.sources.telethon import (
     TelegramUnreachable,
     TelethonSource,
     assemble,
+    enable_updates,
     is_session_dead,
     make_client,
     network_reason,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from telethon import TelegramClient
 
     from monitor.runtime import Runtime
+    from monitor.store import BatchResult
 
 # One logger for the Telethon jobs, whichever module the code is in: log lines read "jobs.telethon: …" as before.
 log = logging.getLogger("monitor.jobs.telethon")
@@ -144,6 +148,19 @@ def unavailable_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+class PushHooks(Protocol):
+    """What the Telethon jobs ask of the push receiver (:mod:`monitor.jobs.push`) when push is on."""
+
+    def attach(self, client: TelegramClient) -> None:
+        """A client is about to connect: listen to its updates."""
+
+    def missed(self, channel_id: int, posts: Sequence[Post]) -> frozenset[int]:
+        """Of the posts a poll is about to store, the ids push should have delivered but did not."""
+
+    def polled(self, channel_id: int, missed: int) -> None:
+        """A poll of the channel finished; ``missed`` posts it stored were ones push had missed."""
+
+
 # --------------------------------------------------------------------------- the shared state
 
 
@@ -172,6 +189,11 @@ class TelethonBase:
         self.requests = 0  # requests this instance sent (tests and benchmarks read it)
         self._opened = False
         self._floods_loaded = False
+        #: push updates (issue 12): the receiver, when the service turned push on before the first connect
+        self.push: PushHooks | None = None
+        #: channel id -> (newest message id known to exist, monotonic time learnt): the push receiver's
+        #: GetPeerDialogs probe fills it, pushes raise it; a poll within TOPS_FRESH of it asks no dialogs
+        self.tops_known: dict[int, tuple[int, float]] = {}
 
     # ------------------------------------------------------------------ session
 
@@ -179,9 +201,13 @@ class TelethonBase:
         """Build and connect the client once; SessionDead when it is not usable at all."""
         if self.src is None:
             try:
-                client = self._client if self._client is not None else make_client(self.settings)
+                client = (self._client if self._client is not None
+                          else make_client(self.settings, updates=self.push is not None))
             except ClientSetupError as exc:
                 raise SessionDead(str(exc)) from None
+            if self.push is not None:
+                enable_updates(client)
+                self.push.attach(client)  # before the first connect: its catch-up is pushed to us too
             self.src = TelethonSource(client)
         if not self._floods_loaded:
             await self._load_flood_waits()
@@ -354,21 +380,31 @@ class TelethonBase:
     # ------------------------------------------------------------------ incidents
 
     async def _open_incident(self, kind: str, subject: str, detail: str) -> bool:
-        """One open incident per (kind, subject); True when this call opened it."""
-        async with self.store.sessions.begin() as s:
-            open_ = (await s.execute(select(m.Incident).where(m.Incident.kind == kind, m.Incident.subject == subject,
-                                                              m.Incident.closed_at.is_(None)))).scalars().first()
-            if open_ is not None:
-                open_.detail = detail
-                return False
-            s.add(m.Incident(kind=kind, subject=subject, detail=detail, opened_at=self.clock.now()))
-            return True
+        """One open incident per (kind, subject), opened through :func:`monitor.health.open_incident` so that
+        its operator alert is queued in the same transaction (an incident row written here without it was
+        later skipped by the health check as "already open": the operator never heard). True when opened now."""
+        return await health.open_incident(self.store.engine, self.rt.settings, kind, subject, detail)
 
     async def _close_incident(self, kind: str, subject: str) -> None:
-        async with self.store.sessions.begin() as s:
-            await s.execute(update(m.Incident).where(m.Incident.kind == kind, m.Incident.subject == subject,
-                                                     m.Incident.closed_at.is_(None))
-                            .values(closed_at=self.clock.now()))
+        """The problem went away: close its open incident (a later recurrence alerts again)."""
+        await health.close_incidents(self.store.engine, kind, subjects=[subject])
+
+    # ------------------------------------------------------------------ how posts arrived (issue 12)
+
+    def _arrival(self, row: m.Channel, posts: Sequence[Post], how: str = "poll", *,
+                 reconciling: bool = True) -> Arrival:
+        """How this batch reached us; a poll of a channel push covers flags the posts push missed."""
+        missed = frozenset[int]()
+        if self.push is not None and reconciling and how == "poll" and row.tg_id is not None:
+            missed = self.push.missed(row.tg_id, posts)
+        return Arrival(how, seen_at=self.clock.now(), push_missed=missed)
+
+    @staticmethod
+    def _missed_stored(arrival: Arrival, res: BatchResult) -> int:
+        """How many posts this batch newly stored that push had missed (the others were stored already)."""
+        if not arrival.push_missed:
+            return 0
+        return sum(1 for sp in res.saved if sp.is_new and sp.post.message_id in arrival.push_missed)
 
     # ------------------------------------------------------------------ posts
 

@@ -39,6 +39,7 @@ from monitor.service.delivery import Delivery
 from monitor.service.health import HealthKeeper
 from monitor.service.leasing import LeaseKeeper
 from monitor.service.polling import Poller
+from monitor.service.push import PushKeeper
 from monitor.service.reload import Reloader
 from monitor.service.runners import Runners
 from monitor.service.telegram import SetupError, TelegramLink
@@ -62,6 +63,7 @@ class Service:
         self.backfills = BackfillWorker(ctx, self.runners, self.link)
         self.health = HealthKeeper(ctx, self.book, self.link)
         self.reloader = Reloader(ctx, self.book, self.runners, self.poller, self.leaser)
+        self.pusher = PushKeeper(ctx, self.book, self.runners, self.poller, self.link)
         ctx.status_hook = self.health.update_status
         self.signals = 0
         self.web: DashboardServer | None = None  # [web] listen: the dashboard, served by this process too
@@ -156,7 +158,9 @@ class Service:
 
         sched = ctx.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone="UTC")
         sched.start()
+        self.pusher.prepare()  # before the first poll connects: the client must be built to receive updates
         await self.leaser.rebalance()
+        self.pusher.start()
         # The periodic parts; a new one adds its job here (see monitor/service/__init__.py).
         self.leaser.add_job()
         self.delivery.add_job()

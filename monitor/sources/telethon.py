@@ -8,6 +8,10 @@ The client comes from ``[telegram] client_factory`` / ``TGMONITOR_CLIENT_FACTORY
 called as ``factory(settings)``, returning an unconnected ``TelegramClient``); by default a real client with
 the session from ``TG_SESSION`` (a StringSession) or the session file, the configured proxy and
 ``flood_sleep_threshold=0`` so that every flood wait reaches us instead of sleeping inside Telethon.
+
+Push updates (issue 12): a client built with ``updates=True`` receives Telegram's updates and catches up at
+connect (``receive_updates=True, catch_up=True``); :func:`channel_message` reads a channel's new or edited
+message out of an update, and :func:`watch_state_loss` tells when Telegram says the update state is lost.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +118,15 @@ class Page:
     chat: ChannelInfo | None = None  # the channel as the answer describes it (renames show up here)
 
 
+@dataclass(slots=True)
+class DialogState:
+    """One GetPeerDialogs answer: per joined channel its newest message id and that message's date."""
+
+    tops: dict[int, int] = field(default_factory=dict)
+    dates: dict[int, datetime] = field(default_factory=dict)
+    infos: list[ChannelInfo] = field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- the client
 
 
@@ -130,8 +143,10 @@ def load_factory(spec: str) -> Callable[[Settings], TelegramClient]:
     return factory  # type: ignore[no-any-return]
 
 
-def make_client(settings: Settings) -> TelegramClient:
-    """An unconnected client: the configured factory's, else :func:`default_client`."""
+def make_client(settings: Settings, *, updates: bool = False) -> TelegramClient:
+    """An unconnected client: the configured factory's, else :func:`default_client`. ``updates``: it will
+    receive push updates and catch up at connect (the service with ``[telegram] push``); other commands
+    never do, so that a one-off command does not fetch the account's update difference."""
     spec = settings.telegram.client_factory
     if spec:
         try:
@@ -142,8 +157,18 @@ def make_client(settings: Settings) -> TelegramClient:
             raise ClientSetupError(f"client_factory {spec!r} failed: {type(exc).__name__}: {exc}") from None
         if not isinstance(client, TelegramClient):
             raise ClientSetupError(f"client_factory {spec!r} returned {type(client).__name__}, not a TelegramClient")
+        if updates:
+            enable_updates(client)
         return client
-    return default_client(settings)
+    return default_client(settings, updates=updates)
+
+
+def enable_updates(client: TelegramClient) -> None:
+    """Make an unconnected client (e.g. a factory's) receive updates and catch up when it connects: what
+    ``TelegramClient(receive_updates=True, catch_up=True)`` sets. Telethon 1.x keeps both only as these
+    private flags (pinned with the sender seam, see tests/test_push.py)."""
+    client._no_updates = False
+    client._catch_up = True
 
 
 def session_path(settings: Settings) -> Path:
@@ -161,9 +186,12 @@ def prepare_session_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def default_client(settings: Settings, *, session: Any = None, create_session_file: bool = False) -> TelegramClient:
+def default_client(settings: Settings, *, session: Any = None, create_session_file: bool = False,
+                   updates: bool = False) -> TelegramClient:
     """A real Telethon client: TG_API_ID/TG_API_HASH, the StringSession from TG_SESSION or the session file,
-    the proxy from ``[telegram] proxy``; ``flood_sleep_threshold=0`` (flood waits are ours to schedule)."""
+    the proxy from ``[telegram] proxy``; ``flood_sleep_threshold=0`` (flood waits are ours to schedule).
+    ``updates``: receive push updates and replay, at connect, what was missed while disconnected (a session
+    file keeps the update state across restarts; a TG_SESSION string only within one process)."""
     tg = settings.telegram
     if not tg.api_id or not tg.api_hash:
         raise ClientSetupError("TG_API_ID and TG_API_HASH are not set (get them at my.telegram.org and put them "
@@ -188,8 +216,8 @@ def default_client(settings: Settings, *, session: Any = None, create_session_fi
         kwargs["proxy"] = proxy
         if connection is not None:
             kwargs["connection"] = connection
-    return TelegramClient(session, tg.api_id, tg.api_hash, flood_sleep_threshold=0, receive_updates=False,
-                          device_model="tgmonitor", **kwargs)
+    return TelegramClient(session, tg.api_id, tg.api_hash, flood_sleep_threshold=0, receive_updates=updates,
+                          catch_up=updates, device_model="tgmonitor", **kwargs)
 
 
 def parse_proxy(url: str) -> tuple[Any, Any]:
@@ -215,6 +243,63 @@ def parse_proxy(url: str) -> tuple[Any, Any]:
 
 def is_session_dead(exc: BaseException) -> bool:
     return isinstance(exc, SESSION_DEAD_ERRORS)
+
+
+# --------------------------------------------------------------------------- push updates
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """A channel's new or edited message, as an update brought it."""
+
+    channel_id: int  # bare channel id
+    message: Any  # types.Message or types.MessageService
+    edited: bool
+
+
+#: The update types that carry a channel's messages.
+CHANNEL_UPDATES = (types.UpdateNewChannelMessage, types.UpdateEditChannelMessage)
+
+
+def channel_message(update: Any) -> ChannelMessage | None:
+    """The channel message an update carries (None for every other update). Forward origins get the
+    source channel's title from the update's chats, as history answers do (see :func:`_messages`)."""
+    if not isinstance(update, CHANNEL_UPDATES):
+        return None
+    msg = update.message
+    peer = getattr(msg, "peer_id", None)
+    if not isinstance(peer, types.PeerChannel) or isinstance(msg, types.MessageEmpty):
+        return None
+    fwd = getattr(msg, "fwd_from", None)
+    if fwd is not None and isinstance(fwd.from_id, types.PeerChannel) and not fwd.from_name:
+        entities = getattr(update, "_entities", None) or {}
+        src = entities.get(utils.get_peer_id(fwd.from_id))
+        if src is not None:
+            msg._tgm_fwd_title = getattr(src, "title", None)
+    return ChannelMessage(peer.channel_id, msg, isinstance(update, types.UpdateEditChannelMessage))
+
+
+def watch_state_loss(client: TelegramClient, on_lost: Callable[[], None]) -> None:
+    """Call ``on_lost()`` whenever Telegram sends ``updatesTooLong`` (it has more updates for us than it will
+    push, so the update state must be fetched again and pushes may have been lost).
+
+    Telethon consumes that signal inside its update loop (it fetches the difference and tells no handler), so
+    this watches the queue the network sender hands every update to (``client._updates_queue``, shared with
+    ``client._sender``; pinned by tests/test_push.py). The client's own ``catch_up()`` puts the same object
+    with ``put`` when it connects: that is us asking, not Telegram losing anything, so it is not reported."""
+    queue = client._updates_queue
+    put_nowait = queue.put_nowait
+
+    def watched(item: Any) -> None:
+        if isinstance(item, types.UpdatesTooLong):
+            on_lost()
+        put_nowait(item)
+
+    async def put(item: Any) -> None:  # catch_up(): an unbounded queue never waits, so this is Queue.put
+        put_nowait(item)
+
+    queue.put_nowait = watched  # type: ignore[method-assign]
+    queue.put = put  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- messages → posts
@@ -436,6 +521,26 @@ class TelethonSource:
                 tops[d.peer.channel_id] = d.top_message
         infos = [i for i in (channel_info(c) for c in r.chats) if i is not None]
         return tops, infos
+
+    async def dialog_state(self, peers: Sequence[types.InputPeerChannel]) -> DialogState:
+        """``messages.GetPeerDialogs`` for up to 100 channels (one request): the newest message id and date of
+        each joined channel (channels not joined are absent) and the channels as Telegram describes them."""
+        r = await self.client(functions.messages.GetPeerDialogsRequest(
+            peers=[types.InputDialogPeer(peer=p) for p in peers]))
+        dates: dict[tuple[int, int], datetime] = {}
+        for msg in r.messages:
+            peer = getattr(msg, "peer_id", None)
+            if isinstance(peer, types.PeerChannel) and getattr(msg, "date", None) is not None:
+                dates[(peer.channel_id, msg.id)] = utc(msg.date)
+        state = DialogState()
+        for d in r.dialogs:
+            if isinstance(d.peer, types.PeerChannel):
+                state.tops[d.peer.channel_id] = d.top_message
+                when = dates.get((d.peer.channel_id, d.top_message))
+                if when is not None:
+                    state.dates[d.peer.channel_id] = when
+        state.infos = [i for i in (channel_info(c) for c in r.chats) if i is not None]
+        return state
 
     async def history_after(self, peer: types.InputPeerChannel, min_id: int, limit: int = PAGE) -> Page:
         """The oldest ``limit`` messages with an id above ``min_id``, oldest first: exactly one GetHistory,
