@@ -180,7 +180,7 @@ class Match(Base):
 
     __tablename__ = "matches"
     __table_args__ = (
-        UniqueConstraint("post_id", "entity_id", "start", "version", name="uq_matches_span"),
+        UniqueConstraint("post_id", "entity_id", "start", "version", "in_preview", name="uq_matches_span"),
         Index("ix_matches_entity_post", "entity_id", "post_id"),
     )
 
