@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 CHANNEL_UNAVAILABLE = "channel_unavailable"
 SESSION_DEAD = "session_dead"
 COUNT_GAP = "count_gap"
+POLL_GAP = "poll_gap"
 DESTINATION_FAILING = "destination_failing"
+TELEGRAM_UNREACHABLE = "telegram_unreachable"
 
 FAILING_FOR = timedelta(hours=1)
 
@@ -39,13 +41,19 @@ _TITLES = {
     CHANNEL_UNAVAILABLE: "tgmonitor: канал недоступен — {subject}",
     SESSION_DEAD: "tgmonitor: сессия Telegram недействительна",
     COUNT_GAP: "tgmonitor: пропуск сообщений — {subject}",
+    POLL_GAP: "tgmonitor: пропуск сообщений — {subject}",
     DESTINATION_FAILING: "tgmonitor: получатель не отвечает час — {subject}",
+    TELEGRAM_UNREACHABLE: "tgmonitor: Telegram недоступен",
 }
 _BODIES = {
     CHANNEL_UNAVAILABLE: "Channel {subject} is unavailable: {detail}. It is retried rarely; the others go on.",
     SESSION_DEAD: "The Telegram session stopped working ({detail}). The Telethon channels are stopped; "
                   "run `tgmonitor login` and restart the service.",
     COUNT_GAP: "Channel {subject}: {detail}.",
+    POLL_GAP: "Channel {subject}: {detail}. The next polls try again; the incident closes when one reaches "
+              "Telegram's newest message.",
+    TELEGRAM_UNREACHABLE: "Telegram cannot be reached: {detail}. The Telethon channels wait; the web channels, "
+                          "delivery and everything else go on.",
     DESTINATION_FAILING: "Alert destination {subject} has failed for more than an hour: {detail}. "
                          "Its alerts stay queued and are retried.",
 }
@@ -120,31 +128,43 @@ async def check_incidents(engine: AsyncEngine, settings: Settings) -> list[str]:
     async with sessionmaker(engine)() as s:
         rows = list((await s.execute(select(m.Channel))).scalars())
     configured = _configured(settings)
-    ours = [r for r in rows if any(_row_matches(r, c) for c in configured)]
-    subjects = {channel_subject(r.username, r.tg_id) for r in ours}
+    # An incident about a channel is named as the configuration names it (``@name`` or the id), the way the
+    # source jobs that open incidents themselves name it: one problem, one incident, one operator alert.
+    key_of: dict[int, str] = {}
+    for r in rows:
+        cfg = next((c for c in configured if _row_matches(r, c)), None)
+        if cfg is not None:
+            key_of[r.id] = cfg.key
+    ours = [r for r in rows if r.id in key_of]
+    subjects = set(key_of.values())
 
     bad: dict[str, str] = {}
     for r in ours:
         if r.status == "unavailable":
-            bad[channel_subject(r.username, r.tg_id)] = r.status_reason or "unavailable"
+            bad[key_of[r.id]] = r.status_reason or "unavailable"
     for subj, why in bad.items():
         if await open_incident(engine, settings, CHANNEL_UNAVAILABLE, subj, why):
             opened.append(f"{CHANNEL_UNAVAILABLE}:{subj}")
     await close_incidents(engine, CHANNEL_UNAVAILABLE, keep_open=bad, subjects=subjects)
 
     gaps: dict[str, str] = {}
+    short: set[str] = set()  # any shortfall at all: an incident the Telethon count check opened stays open
     for r in ours:
         # The server's count includes service messages and album members; seen_count counts every id seen,
         # so once the history is complete the two agree up to deletions (which lower the server's count).
         if r.backfill_done and r.server_count is not None:
             missing = r.server_count - (r.seen_count or 0)
+            if missing > 0:
+                short.add(key_of[r.id])
             if missing > max(3, r.server_count // 100):
-                gaps[channel_subject(r.username, r.tg_id)] = (
+                gaps[key_of[r.id]] = (
                     f"the server counts {r.server_count} messages, {r.seen_count or 0} were seen ({missing} missing)")
     for subj, why in gaps.items():
         if await open_incident(engine, settings, COUNT_GAP, subj, why):
             opened.append(f"{COUNT_GAP}:{subj}")
-    await close_incidents(engine, COUNT_GAP, keep_open=gaps, subjects=subjects)
+    # closed only once the counts agree: closing below the threshold would let the count check reopen it (and
+    # alert again) at its next run
+    await close_incidents(engine, COUNT_GAP, keep_open=short | set(gaps), subjects=subjects)
 
     failing = await failing_destinations(engine, [a.name for a in settings.alerts])
     for name, why in failing.items():

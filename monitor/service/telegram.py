@@ -33,7 +33,7 @@ TG_RETRY_FIRST = 30.0
 TG_RETRY_MAX = 600.0
 #: An outage this long becomes an operator incident (short blips, common where Telegram is throttled, do not).
 TG_INCIDENT_AFTER = 900.0
-TELEGRAM_UNREACHABLE = "telegram_unreachable"
+TELEGRAM_UNREACHABLE = health.TELEGRAM_UNREACHABLE
 
 
 class RetryBackoff:
