@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +412,84 @@ async def test_latency_is_post_date_to_alert_sent(env: Env) -> None:
     lat = await arrivals.alert_latency(env.rt.engine, now=base)
     assert list(lat) == ["@lat_news"]
     assert lat["@lat_news"].alerts == 5 and lat["@lat_news"].p50 == 3.0 and 4 < lat["@lat_news"].p95 < 100
+
+
+# --------------------------------------------------------------------------- the real service
+
+
+def _service_config(db: Path, sink_port: int, names: list[str], *, push: bool) -> str:
+    from tests.service_helpers import factory_spec
+
+    chans = "".join(f'\n[[channels]]\nusername = "{n}"\n' for n in names)
+    return (f'[database]\nurl = "sqlite:///{db}"\n\n'
+            f'[telegram]\nclient_factory = "{factory_spec()}"\npush = {"true" if push else "false"}\n\n'
+            f'[schedule]\nrequests_per_minute = 100000\n\n'
+            f'[[entities]]\nname = "Росатом"\n\n'
+            f'[[alerts]]\nname = "sink"\nurl = "json://127.0.0.1:{sink_port}/hook"\n{chans}')
+
+
+async def _until(cond: Callable[[], bool], within: float) -> bool:
+    end = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < end:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return cond()
+
+
+async def test_service_delivers_a_pushed_post_in_seconds_without_polling(
+        tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    import monitor.service.push as service_push
+    from tests.service_helpers import InProcService
+    from tests.tme_server import alert_sink
+
+    monkeypatch.setattr(service_push, "PROBE_FIRST", 0.5)
+    server = FakeTelegram()
+    ch = server.add(5300, "svc_push")
+    ch.post("старый пост")
+    with alert_sink() as (sink, port):
+        settings = make_settings(_service_config(tmp_path / "s.db", port, ["svc_push"], push=True))
+        async with InProcService(settings, server) as svc:
+            assert await svc.wait_cycles("telethon", 1, 60)  # the first poll: the baseline
+            pusher = svc.service.pusher
+            assert pusher.receiver is not None
+            assert await _until(lambda: pusher.receiver is not None and pusher.receiver.mode("@svc_push") == PUSH,
+                                20)
+            poller = svc.service.poller
+            assert poller.interval("@svc_push") == 900  # reconciled, no longer polled every 300 s
+            history, cycles = server.count("GetHistoryRequest"), poller.cycles["telethon"]
+            t0 = asyncio.get_running_loop().time()
+            ch.post("Росатом: срочная новость", date=datetime.now(UTC))
+            assert await _until(lambda: sink.count() == 1, 15)
+            took = asyncio.get_running_loop().time() - t0
+            assert server.count("GetHistoryRequest") == history and poller.cycles["telethon"] == cycles
+            assert took < 5, f"a pushed post took {took:.1f} s to reach the sink"
+            assert "Росатом" in sink.texts()[0]
+        assert svc.task is not None and svc.task.result() == 0
+    from tests.service_helpers import q
+
+    assert q(tmp_path / "s.db", "select arrival, push_missed from posts where message_id = 2") == [("push", 0)]
+    assert q(tmp_path / "s.db", "select count(*) from alerts where sent_at is not null") == [(1,)]
+
+
+async def test_service_with_push_off_polls_as_before(
+        tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    from tests.service_helpers import InProcService
+    from tests.tme_server import alert_sink
+
+    server = FakeTelegram()
+    ch = server.add(5301, "svc_nopush")
+    ch.post("старый пост")
+    with alert_sink() as (_sink, port):
+        settings = make_settings(_service_config(tmp_path / "s.db", port, ["svc_nopush"], push=False))
+        async with InProcService(settings, server) as svc:
+            assert await svc.wait_cycles("telethon", 1, 60)
+            assert svc.service.pusher.receiver is None
+            assert svc.service.poller.interval("@svc_nopush") == 300
+            ch.post("Росатом: новость")
+            await asyncio.sleep(0.3)
+            assert not server.listeners and server.pushed == 0  # the client never asked for updates
+            sched = svc.service.ctx.scheduler
+            assert sched is not None and sched.get_job("push-probe") is None
+        assert svc.task is not None and svc.task.result() == 0
+    assert server.count("GetDifferenceRequest") == 0 and server.count("GetConfigRequest") == 0
