@@ -13,6 +13,7 @@ the public surface and stay put when the parts move.
 
 from __future__ import annotations
 
+from monitor.config.accounts import account_names, account_rate, account_settings, find_account, session_env
 from monitor.config.env import credential, default_data_dir, load_env
 from monitor.config.errors import ConfigError
 from monitor.config.loader import DEFAULT_CONFIG, TOP, load_settings, load_watchlist, read_toml
@@ -27,6 +28,7 @@ from monitor.config.settings import (
     MetricsSettings,
     ScheduleSettings,
     Settings,
+    TelegramAccountSettings,
     TelegramSettings,
     WebSourceSettings,
 )
@@ -44,7 +46,8 @@ __all__ = [
     "DEFAULT_CONFIG", "INVITE_LINK", "SQLITE_NAME", "TOP", "WEBHOOK_SCHEMES",
     "AlertDestination", "ChannelConfig", "ConfigError", "DatabaseSettings", "DeliverySettings",
     "LoggingSettings", "MatchingSettings", "MetricsSettings", "ScheduleSettings", "Settings",
-    "TelegramSettings", "WebSourceSettings",
-    "credential", "default_data_dir", "load_env", "load_settings", "load_watchlist", "normalise_channel_id",
-    "parse_channel_ref", "parse_quiet_hours", "read_toml", "redact_url", "to_async_url",
+    "TelegramAccountSettings", "TelegramSettings", "WebSourceSettings",
+    "account_names", "account_rate", "account_settings", "credential", "default_data_dir", "find_account",
+    "load_env", "load_settings", "load_watchlist", "normalise_channel_id", "parse_channel_ref",
+    "parse_quiet_hours", "read_toml", "redact_url", "session_env", "to_async_url",
 ]

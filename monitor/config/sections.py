@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from monitor.config.accounts import read_accounts
 from monitor.config.env import credential
 from monitor.config.errors import MAX_INTERVAL, Checker, fraction, hours, interval, positive
 from monitor.config.settings import (
@@ -57,6 +58,8 @@ def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
         "proxy": 'proxy = "socks5://user:pass@127.0.0.1:1080"',
         "session_file": 'session_file = "/var/lib/tgmonitor/tgmonitor.session"',
         "push": "push = true",
+        "accounts": '[[telegram.accounts]] name = "main"',
+        "failover_flood_wait": "failover_flood_wait = 300",
     }, reported=_SECRET_KEYS)
     for secret in sorted(_SECRET_KEYS):
         if secret in tg:
@@ -88,6 +91,9 @@ def read_telegram(chk: Checker, data: Mapping[str, Any], env: Mapping[str, str],
         session_file=Path(session_file).expanduser() if session_file else data_dir / "tgmonitor.session",
         client_factory=factory, proxy=proxy,
         push=chk.get(tg, "push", "telegram.push", bool, True, "push = false"),
+        accounts=read_accounts(chk, tg.get("accounts"), env, data_dir),
+        failover_flood_wait=chk.get(tg, "failover_flood_wait", "telegram.failover_flood_wait", int, 300,
+                                    "failover_flood_wait = 300", interval),
     )
 
 

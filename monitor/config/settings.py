@@ -20,6 +20,18 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TelegramAccountSettings:
+    """One ``[[telegram.accounts]]`` entry (issue 16): a Telegram account of its own, with its own session,
+    proxy and request budget. Its session comes from ``TG_SESSION_<NAME>`` or its ``session_file``."""
+
+    name: str
+    session_file: Path
+    session: str | None = field(default=None, repr=False)  # a StringSession from TG_SESSION_<NAME>
+    proxy: str | None = field(default=None, repr=False)
+    requests_per_minute: int | None = None  # None: [schedule] requests_per_minute
+
+
+@dataclass(frozen=True, slots=True)
 class TelegramSettings:
     api_id: int | None = None
     api_hash: str | None = field(default=None, repr=False)
@@ -28,6 +40,12 @@ class TelegramSettings:
     client_factory: str | None = None
     proxy: str | None = field(default=None, repr=False)
     push: bool = True  # receive Telegram's push updates for joined channels (alerts in seconds)
+    #: several accounts (``[[telegram.accounts]]``); empty: the one account of the keys above
+    accounts: tuple[TelegramAccountSettings, ...] = ()
+    #: the account these settings are for (set by :func:`monitor.config.accounts.account_settings`)
+    account: str | None = None
+    #: a flood wait this long (seconds) or longer takes the account out and moves its channels to the others
+    failover_flood_wait: int = 300
 
 
 @dataclass(frozen=True, slots=True)
