@@ -361,5 +361,6 @@ class ChannelAccount(Base):
                                          primary_key=True, index=True)
     joined: Mapped[bool] = mapped_column(Boolean, default=False)
     readable: Mapped[bool | None] = mapped_column(Boolean)  # None: not tried yet
+    access_hash: Mapped[int | None] = mapped_column(BigInteger)  # Telegram gives each account its own
     checked_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)

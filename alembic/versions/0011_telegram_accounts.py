@@ -9,7 +9,8 @@ share one PostgreSQL. ``telegram_accounts`` is one row per account: its state (a
 ``retry_at``, banned, dead session), the process running it and its requests of the last hour.
 ``channel_accounts`` is what each account knows of each channel: whether it has joined it (learned from its
 dialogs; a joined channel costs a share of one GetPeerDialogs instead of a GetHistory) and whether it can
-read it at all (a private channel only its members can). ``channels.account`` names the account reading the
+read it at all (a private channel only its members can), and the channel's access hash as this account
+knows it (Telegram gives every account its own). ``channels.account`` names the account reading the
 channel now (``status``); ``flood_waits.account`` the account a flood wait was given to.
 """
 
@@ -46,6 +47,7 @@ def upgrade() -> None:
         sa.Column('account', sa.String(length=64), nullable=False),
         sa.Column('joined', sa.Boolean(), nullable=False),
         sa.Column('readable', sa.Boolean(), nullable=True),
+        sa.Column('access_hash', sa.BigInteger(), nullable=True),
         sa.Column('checked_at', monitor.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column('error', sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_channel_accounts_channel_id_channels'),
