@@ -249,7 +249,7 @@ async def measure_pages(url: str, label: str, work: Path) -> None:
         sys.executable, "-m", "monitor", "--config", str(cfg), "web", "--listen", f"127.0.0.1:{port}", env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deep = encode_cursor((datetime(2024, 7, 1, tzinfo=UTC), 0, 0, 0, ""))  # half a year back
+    deep = encode_cursor((datetime(2024, 7, 1, tzinfo=UTC), 0, 0))  # half a year back
     pages = {
         "overview (channels, outbox, 30-day chart)": "/",
         "mentions, newest page": "/mentions",

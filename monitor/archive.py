@@ -175,12 +175,12 @@ class Mention:
     start: int
     end: int
     text: str  # the text the offsets point into (the post, or its link preview for a preview match)
-    post_id: int = 0  # the post's row id: with date, message id, start and entity, the feed's keyset
+    post_id: int = 0  # the post's row id: with its date and message id, the feed's keyset
 
     @property
-    def key(self) -> MentionKey:
-        """Where this mention sits in the feed's order: pass it as ``iter_mentions(before=...)`` for the next page."""
-        return (self.date, self.message_id, self.post_id, self.start, self.entity_id)
+    def key(self) -> PostKey:
+        """Where this mention's post sits in the feed: pass it as ``iter_mentions(before=...)`` for the next page."""
+        return (self.date, self.message_id, self.post_id)
 
     @property
     def snippet(self) -> str:
@@ -192,27 +192,50 @@ class Mention:
                 "entity": self.entity, "surface": self.surface, "link": self.link, "snippet": self.snippet}
 
 
-MentionKey = tuple[datetime, int, int, int, str]  # date, message id, post row id, start, entity id
+PostKey = tuple[datetime, int, int]  # date, message id, post row id: the feed's order, newest first
+#: posts a page walks along the date index looking for mentions before it reads the matches themselves
+WALK = 3000
 
 
-def _after_key(k: MentionKey) -> ColumnElement[bool]:
-    """Rows after ``k`` in the feed's order (date, message id and post id descending; start, entity ascending).
+def _after_post(k: PostKey) -> ColumnElement[bool]:
+    """Posts after ``k`` in the feed's order (date, message id, post id, all descending).
 
-    The leading ``date <= d`` lets the date index do the work; the OR only sorts out the ties."""
-    d, mid, pid, start, eid = k
-    return and_(m.Post.date <= d, or_(
-        m.Post.date < d,
-        and_(m.Post.date == d, m.Post.message_id < mid),
-        and_(m.Post.date == d, m.Post.message_id == mid, m.Post.id < pid),
-        and_(m.Post.id == pid, m.Match.start > start),
-        and_(m.Post.id == pid, m.Match.start == start, m.Match.entity_id > eid)))
+    The leading ``date <= d`` lets the date index do the work; the OR only sorts out equal dates."""
+    d, mid, pid = k
+    return and_(m.Post.date <= d, or_(m.Post.date < d, and_(m.Post.date == d, m.Post.message_id < mid),
+                                      and_(m.Post.date == d, m.Post.message_id == mid, m.Post.id < pid)))
 
 
-def _mentions_where(r: ResolvedFilters) -> list[ColumnElement[bool]]:
-    conds = [m.Match.version == m.Post.version, *post_conditions(r)]
+def _match_conditions(r: ResolvedFilters, post_id: Any = m.Post.id, version: Any = m.Post.version
+                      ) -> list[ColumnElement[bool]]:
+    """Matches of the posts' current versions, of the filtered entities."""
+    conds = [m.Match.post_id == post_id, m.Match.version == version]
     if r.entity_ids is not None:
         conds.append(m.Match.entity_id.in_(r.entity_ids))
     return conds
+
+
+_FEED_ORDER = (m.Post.date.desc(), m.Post.message_id.desc(), m.Post.id.desc())
+
+
+async def _page_of_posts(conn: AsyncConnection, r: ResolvedFilters, posts: int, before: PostKey | None) -> list[int]:
+    """The ids of the next ``posts`` posts holding a mention, in the feed's order.
+
+    A busy feed is found by walking the newest ``WALK`` posts along the date index and keeping those with a
+    mention (milliseconds on any archive). When that walk finds too few (an entity or channel named in few
+    posts, or the end of the feed), the filtered matches themselves are read and sorted: few, by then."""
+    conds = [*post_conditions(r), *([_after_post(before)] if before is not None else [])]
+    walk = (select(m.Post.id, m.Post.date, m.Post.message_id, m.Post.version).where(*conds)
+            .order_by(*_FEED_ORDER).limit(WALK).cte("walk"))
+    found = (select(walk.c.id).where(select(m.Match.id).where(*_match_conditions(r, walk.c.id, walk.c.version))
+                                     .exists())
+             .order_by(walk.c.date.desc(), walk.c.message_id.desc(), walk.c.id.desc()).limit(posts))
+    ids = list((await conn.execute(found)).scalars())
+    if len(ids) == posts:
+        return ids
+    by_matches = (select(m.Post.id).join(m.Match, and_(*_match_conditions(r))).where(*conds)
+                  .group_by(m.Post.id, m.Post.date, m.Post.message_id).order_by(*_FEED_ORDER).limit(posts))
+    return list((await conn.execute(by_matches)).scalars())
 
 
 async def iter_mentions(
@@ -223,12 +246,14 @@ async def iter_mentions(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
-    before: MentionKey | None = None,
+    posts: int | None = None,
+    before: PostKey | None = None,
 ) -> AsyncIterator[Mention]:
     """Stored matches of the posts' current versions, newest first (raises ArchiveError on a bad filter).
 
-    ``before``: the ``key`` of the last mention of the previous page; the page starts after it (keyset
-    paging: as fast on page 1,000 as on page 1)."""
+    ``posts``: only the matches of the next that many posts (a page of a feed, every mention of a post on
+    the same page); ``before``: the ``key`` of the last mention shown, the page starts after its post (keyset
+    paging: page 1,000 is as fast as page 1)."""
     async with engine.connect() as conn:
         r = await resolve_filters(conn, Filters(entities, channels, since, until))
         q = (
@@ -238,12 +263,15 @@ async def iter_mentions(
             .join(m.Post, m.Post.id == m.Match.post_id)
             .join(m.Channel, m.Channel.id == m.Post.channel_id)
             .join(m.Entity, m.Entity.id == m.Match.entity_id)
-            .where(*_mentions_where(r))
-            .order_by(m.Post.date.desc(), m.Post.message_id.desc(), m.Post.id.desc(), m.Match.start,
-                      m.Match.entity_id)
+            .where(*_match_conditions(r))
+            .order_by(*_FEED_ORDER, m.Match.start, m.Match.entity_id)
         )
-        if before is not None:
-            q = q.where(_after_key(before))
+        if posts is not None:
+            q = q.where(m.Post.id.in_(await _page_of_posts(conn, r, posts, before)))
+        else:
+            q = q.where(*post_conditions(r))
+            if before is not None:
+                q = q.where(_after_post(before))
         if limit is not None:
             q = q.limit(limit)
         result = await conn.stream(q.execution_options(yield_per=1000))  # batched: fewer thread hops
@@ -257,12 +285,45 @@ async def iter_mentions(
 
 
 async def count_mentions(engine: AsyncEngine, filters: Filters = Filters()) -> int:
-    """How many mentions ``iter_mentions`` would yield for these filters (the total a page shows)."""
+    """How many (post, entity) mentions the filters select: a post naming an entity three times is one, as in
+    ``stats``. The whole days of the range are read from the ``mention_days`` rollup, only the part days at
+    its ends from the matches: the total of a million-post feed costs milliseconds."""
     async with engine.connect() as conn:
         r = await resolve_filters(conn, filters)
-        q = (select(func.count()).select_from(m.Match).join(m.Post, m.Post.id == m.Match.post_id)
-             .where(*_mentions_where(r)))
-        return int((await conn.execute(q)).scalar_one())
+        lo, hi = r.since, r.until
+        day_lo = lo if lo is None or _midnight(lo) else _day_start(lo) + timedelta(days=1)
+        day_hi = hi if hi is None or _midnight(hi) else _day_start(hi)
+        if day_lo is not None and day_hi is not None and day_lo >= day_hi:  # no whole day in between
+            return await _count_exact(conn, r, lo, hi)
+        md = m.MentionDay
+        q = select(func.coalesce(func.sum(md.posts), 0))
+        if r.entity_ids is not None:
+            q = q.where(md.entity_id.in_(r.entity_ids))
+        if r.channel_ids is not None:
+            q = q.where(md.channel_id.in_(r.channel_ids))
+        if day_lo is not None:
+            q = q.where(md.day >= day_lo.date())
+        if day_hi is not None:
+            q = q.where(md.day < day_hi.date())
+        total = int((await conn.execute(q)).scalar_one())
+        if lo is not None and day_lo is not None and lo < day_lo:
+            total += await _count_exact(conn, r, lo, day_lo)
+        if hi is not None and day_hi is not None and day_hi < hi:
+            total += await _count_exact(conn, r, day_hi, hi)
+        return total
+
+
+def _day_start(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def _count_exact(conn: AsyncConnection, r: ResolvedFilters, lo: datetime | None, hi: datetime | None) -> int:
+    """(post, entity) mentions of posts dated in [lo, hi), counted from the matches (a part of a day)."""
+    part = ResolvedFilters(r.entity_ids, r.channel_ids, lo, hi)
+    posts = select(m.Post.id).where(*post_conditions(part))  # the date index first, then each post's matches
+    pairs = (select(m.Match.post_id, m.Match.entity_id).join(m.Post, m.Post.id == m.Match.post_id)
+             .where(m.Match.post_id.in_(posts), *_match_conditions(part)).distinct().subquery())
+    return int((await conn.execute(select(func.count()).select_from(pairs))).scalar_one())
 
 
 # --------------------------------------------------------------------------------------------- search

@@ -64,7 +64,7 @@ from monitor.matching import EntitySpec, Watchlist
 
 log = logging.getLogger(__name__)
 
-MENTIONS_PAGE = 50
+MENTIONS_PAGE = 30  # posts a page (each with all its mentions)
 SEARCH_PAGE = 20
 SEARCH_MAX_PAGE = 50  # a ranked list deeper than 1,000 hits is a query to narrow, not to page through
 CHANNEL_PAGE = 30
@@ -205,18 +205,19 @@ def read_filters(request: Request) -> FilterForm:
     return FilterForm(entity, channel, since, until, f)
 
 
-def encode_cursor(key: archive.MentionKey) -> str:
-    d, mid, pid, start, eid = key
-    raw = json.dumps([d.isoformat(), mid, pid, start, eid], ensure_ascii=False).encode()
+def encode_cursor(key: archive.PostKey) -> str:
+    """The next page's ``before=``: the last post shown (date, message id, row id), opaque in the URL."""
+    d, mid, pid = key
+    raw = json.dumps([d.isoformat(), mid, pid]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str | None) -> archive.MentionKey | None:
+def decode_cursor(text: str | None) -> archive.PostKey | None:
     if not text:
         return None
     try:
-        d, mid, pid, start, eid = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return (datetime.fromisoformat(d).astimezone(UTC), int(mid), int(pid), int(start), str(eid))
+        d, mid, pid = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return (datetime.fromisoformat(d).astimezone(UTC), int(mid), int(pid))
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise HTTPException(400, "bad page link (before=…): open the first page again") from None
 
@@ -317,24 +318,23 @@ async def _chart_stats(dash: Dashboard) -> tuple[date | None, archive.Stats]:
 
 
 async def mentions_page(dash: Dashboard, request: Request) -> Response:
-    """The feed: newest first, the CLI's filters, keyset pages of about 50 mentions."""
+    """The feed: newest first, the CLI's filters, keyset pages of whole posts with all their mentions."""
     form = read_filters(request)
     before = decode_cursor(request.query_params.get("before"))
     f = form.filters
-    extra = 25  # a page ends after a whole post: read a little past the page size
     rows, total, (ents, chans) = await asyncio.gather(
         collect(archive.iter_mentions(dash.engine, entities=f.entities, channels=f.channels, since=f.since,
-                                      until=f.until, limit=MENTIONS_PAGE + extra, before=before)),
+                                      until=f.until, posts=MENTIONS_PAGE + 1, before=before)),
         archive.count_mentions(dash.engine, f),
         filter_choices(dash))
-    taken = rows[:MENTIONS_PAGE]
-    rest = rows[MENTIONS_PAGE:]
-    while rest and taken and rest[0].post_id == taken[-1].post_id:
-        taken.append(rest.pop(0))
-    more = bool(rest) or len(rows) == MENTIONS_PAGE + extra
-    cards = await cards_for(dash, taken)
-    next_url = url("/mentions", form.params, before=encode_cursor(taken[-1].key)) if more and taken else None
-    return page(dash, request, "mentions.html", form=form, cards=cards, total=total, shown=len(taken),
+    post_ids = list(dict.fromkeys(mt.post_id for mt in rows))
+    more = len(post_ids) > MENTIONS_PAGE  # one post past the page says there is a next one
+    if more:
+        rows = [mt for mt in rows if mt.post_id != post_ids[-1]]
+    cards = await cards_for(dash, rows)
+    shown = sum(len(c.entities) for c in cards)
+    next_url = url("/mentions", form.params, before=encode_cursor(rows[-1].key)) if more and rows else None
+    return page(dash, request, "mentions.html", form=form, cards=cards, total=total, shown=shown,
                 next_url=next_url, first_url=url("/mentions", form.params) if before else None,
                 entities=ents, channels=chans)
 
@@ -418,7 +418,7 @@ async def entity_page(dash: Dashboard, request: Request) -> Response:
     spec = _spec(dash, row.id)
     st, latest, total, forms = await asyncio.gather(
         archive.stats(dash.engine, filters=f, by=by, top_channels=10),  # type: ignore[arg-type]
-        collect(archive.iter_mentions(dash.engine, entities=[row.id], limit=20)),
+        collect(archive.iter_mentions(dash.engine, entities=[row.id], posts=15)),
         archive.count_mentions(dash.engine, Filters([row.id])),
         explain(dash, spec) if spec is not None else _none())
     per_channel: dict[str, list[int]] = {}
@@ -456,7 +456,7 @@ async def channel_page(dash: Dashboard, request: Request) -> Response:
     (posts, total, more), (edited, edited_total), mentions, mention_total = await asyncio.gather(
         queries.channel_posts(dash.engine, ch, before=before, limit=CHANNEL_PAGE),
         queries.edited_posts(dash.engine, ch, limit=20),
-        collect(archive.iter_mentions(dash.engine, channels=[ch.ref], limit=20)),
+        collect(archive.iter_mentions(dash.engine, channels=[ch.ref], posts=15)),
         archive.count_mentions(dash.engine, Filters(channels=[ch.ref])))
     next_url = url(request.url.path, before=posts[-1].message_id) if more and posts else None
     return page(dash, request, "channel.html", ch=ch, row=row, posts=posts, total=total, next_url=next_url,
