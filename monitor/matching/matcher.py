@@ -286,11 +286,12 @@ class Watchlist:
         shared: dict[Any, Any] = {}
         intern = shared.setdefault
 
-        def add(form: str, kind: int, idx: int) -> None:
+        def add(form: str, kind: int, idx: int, first: str = "") -> None:
             if not form:
                 return
             if kind == _KAZAKH:
-                key = _key(form)[:-1]
+                # the name and the first letter of an ending: other longer words never reach Python
+                key = _key(form)[:-1] + first
                 target = (kind, idx, aliases[idx].entity, _rule_bits(aliases[idx]) | _CASE)
             else:
                 key = _key(form)
@@ -306,7 +307,7 @@ class Watchlist:
             else:
                 targets = (*cur[1], target)
             targets = intern(targets, targets)
-            length = len(key) - 1 if kind == _KAZAKH else len(key) - 2
+            length = len(key) - 2
             payload = (-length if kind == _KAZAKH else length, targets)
             add_word(key, intern(payload, payload))
 
@@ -338,7 +339,8 @@ class Watchlist:
                 add(f, _ALIAS, ai)
             if af.kk_class is not None:
                 for stem in af.kk_stems:
-                    add(stem, _KAZAKH, ai)
+                    for first in _KK_FIRST_FOLDED[af.kk_class]:
+                        add(stem, _KAZAKH, ai, first)
 
         for ei, (ent, s) in enumerate(zip(entities, specs, strict=True)):
             names = [s.name, *s.aliases]
@@ -460,11 +462,9 @@ class Watchlist:
                                 MAX_HITS, MAX_HITS)
                     break
                 if length < 0:
-                    # a name followed by more letters: a Kazakh ending, or just a longer word
-                    end = e
+                    # a name followed by a letter an ending of its class starts with
+                    end = e - 1
                     start = end + length
-                    if end >= size or not low[end].isalnum():
-                        continue
                 else:
                     # key[i + 1] is low[i]; the closing space of the hit is key[e], i.e. low[e - 1].
                     end = e - 1
@@ -478,8 +478,6 @@ class Watchlist:
                         a = aliases[idx]
                         stop = end
                         if kind == _KAZAKH:
-                            if low[end] not in _KK_FIRST[a.kk_class]:
-                                continue  # (most longer words continue with a Russian ending: cheap to skip)
                             stop = _WORD_END(low, end).end()
                             ending = norm[end:stop].lower()
                             if ending in a.kk_exclude or ending not in endings(a.kk_class):
@@ -793,8 +791,8 @@ _IN_SENTENCE = frozenset(",;:()[]«»\"“”„'‘’/&%+=<>@#№$€₸")
 
 _WORD_END = re.compile(r"[^\W_]*").match
 _ALL_ENDINGS = frozenset().union(*(endings(c) for c in range(6)))
-# The first letters of each class's endings, Kazakh consonants folded too (the text is folded there).
-_KK_FIRST = tuple(frozenset({e[0] for e in endings(c)} | {_fold(e[0]) for e in endings(c)}) for c in range(6))
+# The first letters of each class's endings as the automaton sees them (Kazakh consonants folded).
+_KK_FIRST_FOLDED = tuple("".join(sorted({_fold(e[0]) for e in endings(c)})) for c in range(6))
 
 
 def _joined(a: _Alias, norm: str, low: str, start: int, end: int, size: int) -> bool:
