@@ -493,3 +493,42 @@ async def test_service_with_push_off_polls_as_before(
             assert sched is not None and sched.get_job("push-probe") is None
         assert svc.task is not None and svc.task.result() == 0
     assert server.count("GetDifferenceRequest") == 0 and server.count("GetConfigRequest") == 0
+
+
+async def test_status_shows_latency_and_posts_push_missed(env: Env, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import main
+
+    ch = env.server.add(5011, "stat_news")
+    ch.post("старый пост")
+    env.channels = {"@stat_news": ChannelConfig(username="stat_news")}
+    r = await env.start()
+    await env.poll()
+    await r.probe()
+    env.server.drop_plan = ["silent"]
+    env.clock.advance(100)  # both posts below are published while push listens
+    base = env.clock.now()
+    ch.post("Росатом: потеряно", date=base - timedelta(seconds=40))
+    ch.post("Росатом: пришло", date=base - timedelta(seconds=2))
+    await env.settle()
+    await env.poll()  # closes the gap push left
+    async with env.rt.store.sessions.begin() as s:
+        for a in (await s.execute(select(m.Alert))).scalars():
+            a.status, a.sent_at = "sent", datetime.now(UTC)
+    cfg = str(tmp_path / "tgmonitor.toml")
+    res = await asyncio.to_thread(CliRunner().invoke, main, ["--config", cfg, "status", "--format", "json"],
+                                  catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    import json
+
+    doc = json.loads(res.output)
+    c = next(x for x in doc["channels"] if x["channel"] == "@stat_news")
+    assert c["push_missed"] == 1 and doc["push_missed"] == 1
+    assert c["arrivals"] == {"push": 1, "poll": 2}  # the first poll's post, and the one push missed
+    assert c["latency"]["alerts_24h"] == 2 and c["latency"]["p50_seconds"] > 0
+    table = await asyncio.to_thread(CliRunner().invoke, main, ["--config", cfg, "status"], catch_exceptions=False)
+    head, row = table.output.splitlines()[1:3]
+    assert head.split()[8:11] == ["P50", "P95", "MISSED"]
+    at = head.index("MISSED")
+    assert row.split()[0] == "@stat_news" and row[at:].split()[0] == "1"

@@ -1,4 +1,5 @@
-"""``tgmonitor status``: per channel last poll, posts, cursor, lag, last error, status; outbox counts."""
+"""``tgmonitor status``: per channel last poll, posts, cursor, lag, alert latency (post → alert sent, median and
+95th percentile over 24 h), posts push updates missed, last error, status; outbox counts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ async def collect_status(state_settings: Any) -> dict[str, Any]:
     async with open_reader(state_settings) as engine:
         snap = await status_snapshot(engine, state_settings)
         await _configured_sources(engine, state_settings, snap)
+        await _arrivals(engine, snap)
     pid = holder(lock_path(state_settings))
     snap["service"] = {"running": pid is not None, "pid": pid or None}
     return snap
@@ -49,6 +51,34 @@ async def _configured_sources(engine: Any, settings: Any, snap: dict[str, Any]) 
             c["source"] = source[c["channel"]]
 
 
+async def _arrivals(engine: Any, snap: dict[str, Any]) -> None:
+    """Per channel: post date → alert sent over the last 24 h (median, 95th percentile, alerts counted), how
+    its posts first arrived (push, poll, backfill, import, web) and how many polling caught because push
+    updates missed them (issue 12)."""
+    from monitor import arrivals
+
+    latency = await arrivals.alert_latency(engine)
+    counts = await arrivals.arrival_counts(engine)
+    for c in snap["channels"]:
+        lat = latency.get(c["channel"])
+        got = counts.get(c["channel"], {})
+        c["latency"] = None if lat is None else {
+            "alerts_24h": lat.alerts, "p50_seconds": round(lat.p50, 1), "p95_seconds": round(lat.p95, 1),
+            "seen_to_sent_p50_seconds": None if lat.seen_p50 is None else round(lat.seen_p50, 1)}
+        c["arrivals"] = {k: got[k] for k in arrivals.ARRIVALS if k in got}
+        c["push_missed"] = got.get("push_missed", 0)
+    snap["push_missed"] = sum(c["push_missed"] for c in snap["channels"])
+
+
+def _secs(v: float | None) -> str:
+    """A delay for the table: 0.8s, 12s, 4m, 2h."""
+    if v is None:
+        return "-"
+    if v < 10:
+        return f"{v:.1f}s"
+    return _ago(round(v))
+
+
 def _ago(seconds: int | None) -> str:
     if seconds is None:
         return "-"
@@ -66,14 +96,16 @@ def render_table(snap: dict[str, Any]) -> str:
     svc = snap["service"]
     lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"]
     leases = any(c.get("lease_owner") for c in snap["channels"])  # several processes share the channels
-    head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", *(("LEASE",) if leases else ()),
-            "LAST ERROR")
+    head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", "P50", "P95", "MISSED",
+            *(("LEASE",) if leases else ()), "LAST ERROR")
     rows = [head]
     for c in snap["channels"]:
         err = " ".join((c["last_error"] or "").split())
         rows.append((c["channel"] + ("" if c["configured"] else " (not configured)"), c["source"], c["status"],
                      (c["last_poll"] or "never")[:19].replace("T", " "), _ago(c["lag_seconds"]), str(c["posts"]),
-                     str(c["cursor"]), *((c.get("lease_owner") or "-",) if leases else ()),
+                     str(c["cursor"]), _secs((c.get("latency") or {}).get("p50_seconds")),
+                     _secs((c.get("latency") or {}).get("p95_seconds")), str(c.get("push_missed", 0)),
+                     *((c.get("lease_owner") or "-",) if leases else ()),
                      err[:60] + ("…" if len(err) > 60 else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
@@ -95,9 +127,12 @@ def render_table(snap: dict[str, Any]) -> str:
               help="Human table or one JSON document.")
 @pass_state
 def status_cmd(state: CliState, fmt: str) -> None:
-    """Show each channel's last poll, posts stored, cursor, lag, last error and status, and the outbox.
+    """Show each channel's last poll, posts stored, cursor, lag, alert latency, last error and status, and the
+    outbox.
 
-    LAG is the time since the channel's last poll. Works while the service runs (it only reads).
+    LAG is the time since the channel's last poll. P50 and P95 are the median and 95th percentile of post
+    date → alert sent over the last 24 hours; MISSED counts the posts polling had to catch because push
+    updates missed them. Works while the service runs (it only reads).
 
     \b
     Examples:
