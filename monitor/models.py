@@ -345,6 +345,7 @@ class TelegramAccount(Base):
     state_reason: Mapped[str | None] = mapped_column(Text)
     state_changed_at: Mapped[datetime | None]
     retry_at: Mapped[datetime | None]  # a limited account is tried again from then on
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)  # its budget (other processes plan with it)
     requests: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[minute ISO, requests], …] last hour
     seen_at: Mapped[datetime | None]  # the running process's last word about it
 

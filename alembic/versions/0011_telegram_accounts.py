@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column('state_reason', sa.Text(), nullable=True),
         sa.Column('state_changed_at', monitor.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column('retry_at', monitor.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('requests_per_minute', sa.Integer(), nullable=True),
         sa.Column('requests', sa.JSON(), nullable=False),
         sa.Column('seen_at', monitor.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_telegram_accounts')),
