@@ -512,6 +512,8 @@ def test_surname_of_another_person_is_not_the_watched_one() -> None:
     assert _found(wl, "Мишель Обама и Барак Обама") == [("Барак Обама", "Барак Обама")]
     assert _found(wl, "фонд Ахмат-Хаджи Кадырова") == []
     assert _found(wl, "отец Жан-Мари Ле Пен") == []
+    assert _found(wl, "Роман Толстого «Война и мир» переиздан") == [("Лев Толстой", "Толстого")]  # a novel
+    assert _found(wl, "Вчера Роман Толстой выступил") == []  # mid-sentence, Роман is a first name
     assert _found(wl, "А. Толстой, Л. Толстой") == [("Лев Толстой", "Л. Толстой")]
     # A bare surname in a post that names only another person of that surname is that person.
     assert _found(wl, "Вдова Алексея Толстого рассказала. Толстой писал много.") == []

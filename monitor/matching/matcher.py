@@ -969,8 +969,9 @@ def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, i
                     return _OTHER, start, end
             if lw.endswith(_PATRONYMIC) and _is_patronymic(lw):
                 return _OTHER, start, end  # another person's patronymic (Алексеем Николаевичем Толстым)
-        elif _is_first_name(word):
-            return _OTHER, start, end  # Мишель Обама, Владимир Белов, Ахмат-Хаджи Кадыров
+        elif _is_first_name(word) and not (_opens_sentence(norm, ws) and _is_ordinary_word(word.lower())):
+            # Мишель Обама, Владимир Белов, Ахмат-Хаджи Кадыров; not «Роман Толстого …» opening a sentence
+            return _OTHER, start, end
     if _titled(norm, start):
         return _EVIDENCE, start, end
     return _BARE, start, end
@@ -1020,6 +1021,21 @@ def _is_first_name(word: str) -> bool:
     # ones among them: Сарапшылар, Депутаттар).
     low = word.lower()
     return morph().word_is_known(low) and any("Name" in p.tag.grammemes for p in morph().parse(low))
+
+
+def _opens_sentence(norm: str, i: int) -> bool:
+    j = i - 1
+    while j >= 0 and norm[j] in " «\"(":
+        j -= 1
+    return j < 0 or norm[j] in _SENTENCE_END
+
+
+@lru_cache(maxsize=4096)
+def _is_ordinary_word(word: str) -> bool:
+    """A dictionary word with a reading that is no name (роман, вера, надежда; not мишель)."""
+    return morph().word_is_known(word) and any(
+        not ({"Name", "Surn", "Patr", "Geox", "Orgn"} & p.tag.grammemes) for p in morph().parse(word)
+    )
 
 
 @lru_cache(maxsize=4096)
