@@ -13,13 +13,15 @@ after the text), so a one-word query for either reading finds the post.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text as sql
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+if TYPE_CHECKING:  # SQLAlchemy is imported where it is used: matching worker processes load this module
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 __all__ = [
     "ParsedQuery",
@@ -33,6 +35,7 @@ __all__ = [
     "parse_query",
     "pending",
     "sync_index",
+    "text_hash",
     "websearch_query",
 ]
 
@@ -94,6 +97,17 @@ def forms_of(word: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def text_hash(text: str) -> str | None:
+    """A hash of the text with case, punctuation and spacing folded, to spot the same story reposted."""
+    folded = _NON_WORD.sub(" ", _fold(text)).strip()
+    if len(folded) < 40:  # short texts ("Фото", "Видео") repeat by chance, not as reposts
+        return None
+    return hashlib.sha1(folded.encode()).hexdigest()
+
+
 def lemmatize(text: str) -> str:
     """The shadow text of ``text`` for the SQLite FTS5 index (empty for empty text)."""
     if not text:
@@ -115,7 +129,6 @@ def lemmatize(text: str) -> str:
     return " ".join(primaries)
 
 
-_FTS_INSERT = sql("INSERT INTO posts_fts (rowid, search_lemmas) VALUES (:id, :lemmas)")
 _FTS_INSERT_RAW = "INSERT INTO posts_fts (rowid, search_lemmas) VALUES (?, ?)"
 # An external-content FTS5 table forgets a row only when told the exact text it indexed.
 _FTS_DELETE_RAW = "INSERT INTO posts_fts (posts_fts, rowid, search_lemmas) VALUES ('delete', ?, ?)"
@@ -276,16 +289,16 @@ def mark_spans(text: str, spans: list[tuple[int, int]], *, width: int = 160,
 
 # ------------------------------------------------------------------------------ (re)building the index
 
-_PENDING = sql("SELECT 1 FROM posts WHERE search_lemmas IS NULL LIMIT 1")  # ix_posts_search_pending
-
-
 async def pending(engine: AsyncEngine) -> bool:
     """True when SQLite has posts not in the search index yet (stored before migration 0003, or after
     ``build_index(rebuild=True)`` started). Always False on PostgreSQL, which indexes by itself."""
+    from sqlalchemy import text as sql
+
     if engine.dialect.name != "sqlite":
         return False
     async with engine.connect() as conn:
-        return (await conn.execute(_PENDING)).first() is not None
+        # ix_posts_search_pending
+        return (await conn.execute(sql("SELECT 1 FROM posts WHERE search_lemmas IS NULL LIMIT 1"))).first() is not None
 
 
 async def build_index(
@@ -301,6 +314,8 @@ async def build_index(
     Safe beside a running service: each chunk is one short write transaction that re-checks, under the
     write lock, that a post is still unindexed and its text unchanged (the store may have indexed or
     edited it meanwhile). Lemmatising runs in a worker thread, off the event loop."""
+    from sqlalchemy import text as sql
+
     if engine.dialect.name != "sqlite":
         return 0
     if rebuild:
@@ -328,7 +343,8 @@ async def build_index(
             if todo:
                 await conn.execute(sql("UPDATE posts SET search_lemmas = :lemmas WHERE id = :id"),
                                    [{"id": i, "lemmas": lem} for i, lem in todo])
-                await conn.execute(_FTS_INSERT, [{"id": i, "lemmas": lem} for i, lem in todo])
+                await conn.execute(sql("INSERT INTO posts_fts (rowid, search_lemmas) VALUES (:id, :lemmas)"),
+                                   [{"id": i, "lemmas": lem} for i, lem in todo])
         done += len(todo)
         if progress is not None:
             progress(done)

@@ -7,7 +7,7 @@ The CPU work of a page (matching, the repost hash, SQLite's search lemmas) is do
 transaction opens and never on the event loop: a small page in a worker thread, a big one (an import
 batch, a 300 KB post) in a worker process, so a post with thousands of mentions stalls neither polling,
 delivery nor SIGTERM, and matching the next import batch overlaps storing this one on the other core.
-Each worker process unpickles the compiled watchlist once, when it starts.
+Each worker process unpickles the compiled watchlist once, when it starts (``monitor/ingest_worker.py``).
 """
 
 from __future__ import annotations
@@ -16,21 +16,15 @@ import asyncio
 import logging
 import os
 import pickle
-import signal
-import subprocess
-import sys
-import threading
-import traceback
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from typing import IO, Any
+from dataclasses import dataclass, field
 
-from monitor import fulltext
 from monitor import models as m
+from monitor.ingest_worker import Analysis, Worker, WorkerDied, analyse_many
 from monitor.matching import Match, Watchlist
 from monitor.posts import Post
-from monitor.store import Arrival, BatchItem, BatchResult, OutboxPlanner, Store, TextFacts, text_hash
+from monitor.store import Arrival, BatchItem, BatchResult, OutboxPlanner, Store, TextFacts
 
 log = logging.getLogger(__name__)
 
@@ -75,150 +69,31 @@ class Prepared:
     facts: TextFacts | None = None
 
 
-# One post's analysis as it crosses the process boundary: plain tuples pickle several times faster than
-# dataclasses (matches and preview matches as tuples of Match's fields, repost hash, search lemmas).
-_Wire = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str | None, str | None]
-_MATCH_FIELDS = tuple(f.name for f in fields(Match))
-
-
-def _wire(watchlist: Watchlist, text: str, preview: str | None, lemmas: bool) -> _Wire:
-    found = watchlist.find(text) if text else []
-    in_preview = watchlist.find(preview) if preview else []
-    return ([tuple(getattr(mt, f) for f in _MATCH_FIELDS) for mt in found],
-            [tuple(getattr(mt, f) for f in _MATCH_FIELDS) for mt in in_preview],
-            text_hash(text), fulltext.lemmatize(text) if lemmas else None)
-
-
-def _unwire(w: _Wire) -> Prepared:
+def _unwire(w: Analysis) -> Prepared:
     found, in_preview, hash_, lemmas = w
     return Prepared([Match(*t) for t in found], [Match(*t) for t in in_preview], TextFacts(hash_, lemmas))
 
 
 def analyse(watchlist: Watchlist, texts: Sequence[tuple[str, str | None]], lemmas: bool) -> list[Prepared]:
     """Match and derive the text facts of (text, link preview or None) pairs; pure CPU work, no I/O."""
-    return [_unwire(_wire(watchlist, t, pv, lemmas)) for t, pv in texts]
-
-
-# ----------------------------------------------------------------------------- worker processes
-#
-# Not multiprocessing: its "spawn" start re-runs the parent's main script in every worker (a script
-# without a ``__main__`` guard then hangs the parent for good), and "fork" would copy the threads this
-# process runs (aiosqlite, the export parser) mid-lock. A worker here is ``python -c`` importing this
-# module, talking length-prefixed pickles over its stdin/stdout: the watchlist once, then batches. It
-# exits when its stdin closes, so it never outlives its parent (not even a SIGKILLed one).
-
-_BOOT = "import sys; sys.path[:0] = {path!r}; from monitor.ingest import _worker_main; _worker_main()"
-
-
-class WorkerDied(RuntimeError):
-    """A worker process exited (killed, out of memory) before answering."""
-
-
-def _send(fh: IO[bytes], obj: object) -> None:
-    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    fh.write(len(data).to_bytes(8, "little"))
-    fh.write(data)
-    fh.flush()
-
-
-def _recv(fh: IO[bytes]) -> Any:
-    head = fh.read(8)
-    if len(head) < 8:
-        raise EOFError
-    size = int.from_bytes(head, "little")
-    data = fh.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)
-
-
-def _worker_main() -> None:
-    """The worker process: load the watchlist (and pymorphy3's dictionaries) once, then analyse batches."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops its workers
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print() from any library must not corrupt the protocol on stdout
-    inp = sys.stdin.buffer
-    try:
-        blob, lemmas = _recv(inp)
-    except EOFError:
-        return
-    watchlist: Watchlist = pickle.loads(blob)
-    if lemmas:
-        fulltext.lemmatize("прогрев словарей")  # load the dictionaries before the first real batch
-    _send(out, ("ready", os.getpid()))
-    while True:
-        try:
-            texts, lemmas = _recv(inp)
-        except EOFError:
-            return
-        try:
-            reply: tuple[str, object] = ("ok", [_wire(watchlist, t, pv, lemmas) for t, pv in texts])
-        except Exception:  # the parent raises it where a thread would have
-            reply = ("error", traceback.format_exc())
-        _send(out, reply)
-
-
-class _Worker:
-    """One worker process. ``call`` blocks (it runs in a thread); one request at a time."""
-
-    def __init__(self, blob: bytes, lemmas: bool) -> None:
-        path = [os.path.abspath(x) if x else os.getcwd() for x in sys.path]
-        self.proc = subprocess.Popen([sys.executable, "-c", _BOOT.format(path=path)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-        self.lock = threading.Lock()
-        try:
-            self._exchange((blob, lemmas))  # answered once the watchlist and dictionaries are loaded
-        except BaseException:
-            self.kill()
-            raise
-
-    def _exchange(self, msg: object) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        with self.lock:
-            try:
-                _send(self.proc.stdin, msg)
-                status, value = _recv(self.proc.stdout)
-            except (EOFError, OSError, ValueError) as exc:  # ValueError: its pipe closed by kill()
-                raise WorkerDied(f"matching worker process {self.proc.pid} exited "
-                                 f"(code {self.proc.poll()})") from exc
-        if status == "error":
-            raise RuntimeError(f"matching worker process failed:\n{value}")
-        return value
-
-    def analyse(self, texts: list[tuple[str, str | None]], lemmas: bool) -> list[_Wire]:
-        return self._exchange((texts, lemmas))  # type: ignore[no-any-return]
-
-    def kill(self) -> None:
-        """Stop the process now (work in progress is abandoned; Popen never signals a reaped pid)."""
-        self.proc.kill()
-        for fh in (self.proc.stdin, self.proc.stdout):
-            if fh is not None:
-                try:
-                    fh.close()
-                except OSError:
-                    pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+    return [_unwire(w) for w in analyse_many(watchlist, texts, lemmas)]
 
 
 class _Pool:
     """The worker processes of one ingestor (one watchlist); started in a thread, off the event loop."""
 
     def __init__(self, watchlist: Watchlist, workers: int, lemmas: bool) -> None:
-        self.workers: list[_Worker] = []
+        self.workers: list[Worker] = []
         self.size = workers
         self.closed = False
-        self.next = 0
-        blob = pickle.dumps(watchlist, pickle.HIGHEST_PROTOCOL)
-        self.starting = asyncio.ensure_future(asyncio.to_thread(self._start, blob, lemmas))
+        self.starting = asyncio.ensure_future(asyncio.to_thread(self._start, watchlist, lemmas))
 
-    def _start(self, blob: bytes, lemmas: bool) -> None:
+    def _start(self, watchlist: Watchlist, lemmas: bool) -> None:
+        blob = pickle.dumps(watchlist, pickle.HIGHEST_PROTOCOL)  # (10,000 entities: tens of MB, not on the loop)
         for _ in range(self.size):
             if self.closed:
                 return
-            self.workers.append(_Worker(blob, lemmas))
+            self.workers.append(Worker(blob, lemmas))
         if self.closed:
             self.close()
 

@@ -15,7 +15,6 @@ before the transaction opens (``monitor/ingest.py``), so the write lock is held 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from monitor import fulltext, rollup
 from monitor import models as m
 from monitor.db import sessionmaker
+from monitor.fulltext import text_hash
 from monitor.matching import EntitySpec, Match
 from monitor.models import now
 from monitor.posts import Post
@@ -117,17 +117,6 @@ class BatchItem:
         if self.facts is not None and self.facts.search_lemmas is not None:
             return self.facts.search_lemmas
         return fulltext.lemmatize(self.post.text)
-
-
-_WS = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def text_hash(text: str) -> str | None:
-    """A hash of the text with case, punctuation and spacing folded, to spot the same story reposted."""
-    folded = _WS.sub(" ", text.lower().replace("ё", "е")).strip()
-    if len(folded) < 40:  # short texts ("Фото", "Видео") repeat by chance, not as reposts
-        return None
-    return hashlib.sha1(folded.encode()).hexdigest()
 
 
 class Store:
