@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
@@ -70,35 +70,31 @@ class PagePost:
 
 
 async def page_posts(engine: AsyncEngine, post_ids: Sequence[int], *, limit: int = 6) -> dict[int, PagePost]:
-    """For a page of posts: channel, version, text, and the other channels carrying the same story (the same
-    text, ``text_hash``, or a forward of the same original message). Two indexed queries per page."""
+    """For a page of posts: channel, version, text, and the other channels carrying the same story — the same
+    text (``text_hash``, which forwards share too) and, for a forward, the channel it came from when stored.
+    Indexed lookups only: a page costs the same on a million posts."""
     if not post_ids:
         return {}
     async with engine.connect() as conn:
         page = (await conn.execute(
             select(m.Post.id, m.Post.channel_id, m.Post.version, m.Post.text, m.Post.text_hash,
-                   m.Post.fwd_channel_id, m.Post.fwd_message_id, m.Post.message_id, m.Channel.tg_id)
-            .join(m.Channel, m.Channel.id == m.Post.channel_id).where(m.Post.id.in_(list(post_ids))))).all()
-        hashes = {r.text_hash for r in page if r.text_hash}
-        stories = {(r.fwd_channel_id, r.fwd_message_id) for r in page if r.fwd_channel_id and r.fwd_message_id}
-        stories |= {(r.tg_id, r.message_id) for r in page if r.tg_id}
-        conds = [m.Post.text_hash.in_(sorted(hashes))] if hashes else []
-        for c, mid in sorted(stories)[:200]:  # forwards of the same original, and the original itself
-            conds.append((m.Post.fwd_channel_id == c) & (m.Post.fwd_message_id == mid))
-            conds.append((m.Channel.tg_id == c) & (m.Post.message_id == mid))
-        others = (await conn.execute(
-            select(m.Post.channel_id, m.Post.text_hash, m.Post.fwd_channel_id, m.Post.fwd_message_id,
-                   m.Post.message_id, m.Channel.tg_id, m.Channel.username, m.Channel.title)
-            .join(m.Channel, m.Channel.id == m.Post.channel_id).where(or_(*conds)).limit(2000))).all() if conds else []
+                   m.Post.fwd_channel_id).where(m.Post.id.in_(list(post_ids))))).all()
+        hashes = sorted({r.text_hash for r in page if r.text_hash})
+        same = (await conn.execute(
+            select(m.Post.text_hash, m.Post.channel_id).where(m.Post.text_hash.in_(hashes))
+            .distinct().limit(5000))).all() if hashes else []
+        chans = {cid: (u, t, g) for cid, u, t, g in (await conn.execute(
+            select(m.Channel.id, m.Channel.username, m.Channel.title, m.Channel.tg_id))).all()}
+    by_tg = {g: cid for cid, (_u, _t, g) in chans.items() if g is not None}
+    by_hash: dict[str, list[int]] = {}
+    for h, cid in same:
+        by_hash.setdefault(h, []).append(cid)
     out: dict[int, PagePost] = {}
     for p in page:
-        story = {k for k in ((p.fwd_channel_id, p.fwd_message_id), (p.tg_id, p.message_id)) if None not in k}
-        labels: dict[str, None] = {}
-        for o in others:
-            if o.channel_id != p.channel_id and (
-                    (p.text_hash and o.text_hash == p.text_hash) or (o.fwd_channel_id, o.fwd_message_id) in story
-                    or (o.tg_id, o.message_id) in story):
-                labels[channel_label(o.username, o.title, o.tg_id)] = None
+        others = list(by_hash.get(p.text_hash, [])) if p.text_hash else []
+        if p.fwd_channel_id is not None and p.fwd_channel_id in by_tg:
+            others.insert(0, by_tg[p.fwd_channel_id])  # the original of a forward first
+        labels = dict.fromkeys(channel_label(*chans[c]) for c in others if c != p.channel_id and c in chans)
         out[p.id] = PagePost(p.channel_id, p.version, p.text, list(labels)[:limit])
     return out
 
