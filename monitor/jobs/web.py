@@ -15,6 +15,13 @@ after it wait for the next poll rather than being passed over. When the site can
 :class:`~monitor.sources.web.WebUnreachable` leaves ``poll`` after the channel that met it is recorded (the
 other channels would only wait out the same retries), as the Telethon jobs do when Telegram is down.
 
+Adaptive intervals (issue 12): every poll reads the newest page, whose posts' dates tell how often the channel
+posts; :class:`WebPace` turns that into each channel's next interval — a channel that posts often is polled
+more often, down to ``[sources.web] min_interval``, a quiet one backs off to its configured interval — within
+``[sources.web] requests_per_minute``: the planned polls never need more than ``PLAN_SHARE`` of it (the rest
+is headroom for paging back through a burst and for backfills), and the source's token bucket refuses any
+request beyond it whatever the plan says.
+
 A forward's origin on the page is a username (``t.me/<name>/<id>``); when a stored channel of that username
 has a Telegram id, the origin is given that id too, so a forward seen on the web and one seen through
 Telethon are one story for the alert de-duplication.
@@ -23,14 +30,14 @@ Telethon are one story for the alert de-duplication.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor import models as m
 from monitor.config import ChannelConfig
-from monitor.ingest import AlertRule
+from monitor.ingest import AlertRule, Arrival
 from monitor.jobs.base import PollReport, Progress
 from monitor.logs import event
 from monitor.posts import ForwardOrigin, Post
@@ -54,8 +61,80 @@ BACKFILL_MAX_WAIT = 300.0
 UNAVAILABLE_RETRY = timedelta(hours=1)
 
 
+#: the share of ``[sources.web] requests_per_minute`` the adaptive intervals may plan polls for
+PLAN_SHARE = 0.8
+#: how far back the newest page's posts count towards a channel's posting rate
+RATE_WINDOW = timedelta(hours=6)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def posting_rate(dates: Sequence[datetime], now: datetime, window: timedelta = RATE_WINDOW) -> float:
+    """Posts per second from the dates of a channel's newest posts (its newest page): the posts within
+    ``window``, over the time they span when the page holds nothing older (a busy channel), else over the
+    whole window."""
+    if not dates:
+        return 0.0
+    recent = [d for d in dates if d > now - window]
+    if not recent:
+        return 0.0
+    if len(recent) == len(dates) and len(recent) > 1:
+        span = (now - min(recent)).total_seconds()
+        return len(recent) / max(span, 1.0)
+    return len(recent) / window.total_seconds()
+
+
+def plan_intervals(rates: Mapping[str, float], base: Mapping[str, float], min_interval: float,
+                   requests_per_minute: float) -> dict[str, float]:
+    """Each channel's poll interval in seconds: its configured one (``base``), shortened for a channel that
+    posts more often than that — towards one poll per new post, never below ``min_interval`` — as far as the
+    spare budget allows. The planned polls per minute never exceed ``PLAN_SHARE`` of ``requests_per_minute``
+    (nor what the configured intervals need, when that is more already)."""
+    out = dict(base)
+    budget = PLAN_SHARE * requests_per_minute
+    spare = budget - sum(60.0 / b for b in base.values() if b > 0)
+    if spare <= 0:
+        return out
+    extra: dict[str, float] = {}
+    for key, b in base.items():
+        rate = rates.get(key, 0.0)
+        if rate <= 0 or b <= min_interval:
+            continue
+        want = min(b, max(float(min_interval), 1.0 / rate))
+        if want < b:
+            extra[key] = 60.0 / want - 60.0 / b  # the polls per minute this shortening costs
+    total = sum(extra.values())
+    if total <= 0:
+        return out
+    share = min(1.0, spare / total)  # not enough spare budget: every busy channel gets the same part of it
+    for key, e in extra.items():
+        out[key] = 60.0 / (60.0 / base[key] + e * share)
+    return out
+
+
+@dataclass(slots=True)
+class WebPace:
+    """Adaptive intervals of the web channels (see the module docstring): the posting rate each poll sees."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    _plan: tuple[object, dict[str, float]] | None = None  # (what it was computed from, the plan)
+
+    def observe(self, key: str, page: WebPage, now: datetime) -> None:
+        """A poll read ``page`` (the newest one) of channel ``key``."""
+        self.rates[key] = posting_rate([p.date for p in page.posts], now)
+        self._plan = None
+
+    def intervals(self, channels: Mapping[str, ChannelConfig], interval: int, min_interval: int,
+                  requests_per_minute: int) -> dict[str, float]:
+        """The interval of each of ``channels`` (every web channel polled here: they share the budget);
+        computed again only when a rate, the channels or the settings changed."""
+        base = {k: float(c.interval if c.interval is not None else interval) for k, c in channels.items()}
+        key = (tuple(sorted(base.items())), min_interval, requests_per_minute)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, plan_intervals(self.rates, base, min_interval, requests_per_minute))
+        return self._plan[1]
 
 
 class WebJobs:
@@ -66,6 +145,7 @@ class WebJobs:
     def __init__(self, rt: Runtime, *, client: WebClient | None = None) -> None:
         self.rt = rt
         self.client = client or WebClient(rt.settings.web)
+        self.pace = WebPace()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -147,6 +227,7 @@ class WebJobs:
             await self.rt.store.record_run(row.id, "poll", started, requests=report.requests, error=report.error)
             return report
 
+        self.pace.observe(channel.key, pages[0], _now())
         visible = max((i for p in pages for i in (*p.ids, *p.unreadable)), default=0)
         if row.baseline_id is None and visible:
             # The first successful poll: what is visible now is history; only higher ids will alert.
@@ -171,7 +252,7 @@ class WebJobs:
         posts = await self._forward_ids(posts)
         rule = AlertRule(force=None, alert_history=channel.alert_history)
         res = await self.rt.ingestor.ingest(row, posts, rule=rule, cursor=newest or None,
-                                            seen=sum(1 for i in ids if i > cursor))
+                                            seen=sum(1 for i in ids if i > cursor), arrival=Arrival("web"))
         report.new, report.edited, report.alerts = res.new, res.edited, res.alerts
         values = self._available(row, pages[0])
         values.update(polls=(row.polls or 0) + 1, last_poll_at=_now())
@@ -299,7 +380,8 @@ class WebJobs:
             low = min([p.message_id for p in posts] + ([] if reached_since else page.ids), default=None)
             if posts or low is not None:
                 posts = await self._forward_ids(posts)
-                res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(posts), backfill_low=low)
+                res = await self.rt.ingestor.ingest(row, posts, rule=rule, seen=len(posts), backfill_low=low,
+                                                    arrival=Arrival("backfill"))
                 report.new += res.new
                 report.edited += res.edited
                 report.alerts += res.alerts

@@ -38,6 +38,7 @@ from monitor.service.context import (
 from monitor.service.delivery import Delivery
 from monitor.service.health import HealthKeeper
 from monitor.service.leasing import LeaseKeeper
+from monitor.service.pace import Pace
 from monitor.service.polling import Poller
 from monitor.service.push import PushKeeper
 from monitor.service.reload import Reloader
@@ -64,6 +65,7 @@ class Service:
         self.health = HealthKeeper(ctx, self.book, self.link)
         self.reloader = Reloader(ctx, self.book, self.runners, self.poller, self.leaser)
         self.pusher = PushKeeper(ctx, self.book, self.runners, self.poller, self.link)
+        self.poller.interval_hook = Pace(ctx, self.book, self.runners, self.pusher).interval
         ctx.status_hook = self.health.update_status
         self.signals = 0
         self.web: DashboardServer | None = None  # [web] listen: the dashboard, served by this process too

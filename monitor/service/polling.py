@@ -69,16 +69,18 @@ class Poller:
         self.history: deque[CycleStats] = deque(maxlen=50)  # the last cycles, newest last
         self.cycle_done = asyncio.Condition()  # notified after every cycle that polled (tests, benchmarks)
         self.running: set[str] = set()  # sources whose cycle is running now
-        #: push updates (issue 12): key -> the interval while push covers the channel (None: the usual one)
-        self.push_interval: Callable[[str], float | None] | None = None
+        #: issue 12: key -> its interval now (push updates cover it: the reconcile interval; a busy web
+        #: channel: its adaptive one), None for the configured one (see monitor/service/pace.py)
+        self.interval_hook: Callable[[str], float | None] | None = None
 
     # ------------------------------------------------------------------ scheduling
 
     def interval(self, key: str) -> float:
         """Seconds between two polls of ``key``: its ``[[channels]] interval`` or ``[schedule] interval``;
-        ``[schedule] reconcile_interval`` while push updates cover it (the poll then only closes gaps)."""
-        if self.push_interval is not None:
-            iv = self.push_interval(key)
+        ``[schedule] reconcile_interval`` while push updates cover it (the poll then only closes gaps), and an
+        adaptive one for a busy web channel."""
+        if self.interval_hook is not None:
+            iv = self.interval_hook(key)
             if iv is not None:
                 return iv
         return self.ctx.settings.channel_interval(self.book.channels[key])

@@ -56,7 +56,6 @@ class PushKeeper:
             return
         jobs = self.runners.get("telethon").jobs
         self.receiver = PushReceiver(jobs, self._held, self)  # type: ignore[arg-type]
-        self.poller.push_interval = self._interval
 
     def start(self) -> None:
         """The store loop and the probe job (after the leases are taken)."""
@@ -73,7 +72,8 @@ class PushKeeper:
         return {k: c for k, c in self.book.channels.items()
                 if c.source == "telethon" and self.book.row_ids.get(k) in held}
 
-    def _interval(self, key: str) -> float | None:
+    def interval(self, key: str) -> float | None:
+        """The reconcile interval while push covers ``key``, else None (its usual interval)."""
         r = self.receiver
         if r is None or "telethon" in self.link.dead_sources:
             return None
