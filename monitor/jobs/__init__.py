@@ -22,6 +22,10 @@ def source_jobs(rt: Runtime, source: str) -> SourceJobs:
         from monitor.jobs.web import WebJobs
 
         return WebJobs(rt)
+    if source == "telethon" and rt.settings.telegram.accounts:
+        from monitor.jobs.accounts import AccountPool  # [[telegram.accounts]]: one client per account
+
+        return AccountPool(rt)
     if source == "telethon":
         from monitor.jobs.telethon import TelethonJobs
 
