@@ -77,6 +77,28 @@ def posts(db: Path) -> int:
     return int(r[0][0]) if r else 0  # type: ignore[arg-type]
 
 
+def alert_rows(db: Path) -> tuple[int, int]:
+    """(outbox rows, rows sent) of a SQLite database."""
+    r = q(db, "select count(*), coalesce(sum(status = 'sent'), 0) from alerts")
+    return (int(r[0][0]), int(r[0][1])) if r else (0, 0)  # type: ignore[call-overload]
+
+
+def polled_again(pv: Any, times: int = 2, timeout: float = 20) -> bool:
+    """Wait until every channel polled so far has been polled ``times`` more times. What "nothing more
+    happens" waits for instead of a sleep: a repeated alert would be a new outbox row written by one of those
+    polls (each committed before the next poll's request), so the rows can then be counted."""
+    from tests.tme_server import wait_for
+
+    def per_channel() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _prefix, ch in pv.polls():
+            counts[ch] = counts.get(ch, 0) + 1
+        return counts
+
+    start = per_channel()
+    return wait_for(lambda: all(per_channel().get(c, 0) >= n + times for c, n in start.items()), timeout)
+
+
 # --------------------------------------------------------------------------- the service in this process
 
 #: the fake Telegram that :func:`inproc_client` connects to (set by :class:`InProcService`)

@@ -6,15 +6,17 @@ import collections
 import re
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, select, update
 
 from monitor import models as m
+from monitor.db import database_now
 from monitor.leases import Leases, live_nodes, owner_name
 from monitor.models import now
-from tests.service_helpers import MENTION, PLAIN, Proc
+from tests.service_helpers import MENTION, PLAIN, Proc, polled_again
 from tests.tme_server import Sink, wait_for
 
 
@@ -69,6 +71,32 @@ async def test_unconfigured_channels_are_released(runtime: object) -> None:
     assert change.held == set(ids[:2]) and change.lost == set(ids[2:])
 
 
+async def test_leases_follow_the_database_clock_not_the_hosts(runtime: object,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = runtime.engine  # type: ignore[attr-defined]
+    ids = await _channels(runtime, 6)
+    a = Leases(engine, owner_name(Path("/a/lock"), "host-a"), 30, pid=1)
+    assert (await a.rebalance(ids)).held == set(ids)
+    async with a.sessions() as s:
+        db_time = await database_now(s)
+        until = (await s.execute(select(func.min(m.Channel.lease_until)))).scalar_one()
+    assert timedelta(seconds=25) < until - db_time <= timedelta(seconds=30)
+
+    # Process b runs on a host whose clock is 10 minutes ahead: by its own clock every lease of a (and a's
+    # heartbeat) is long stale. Leases must not trust it: b sees a alive and takes nothing a holds fresh.
+    ahead = lambda: datetime.now(UTC) + timedelta(minutes=10)  # noqa: E731
+    monkeypatch.setattr(m, "now", ahead)
+    monkeypatch.setattr("monitor.leases.now", ahead, raising=False)
+    b = Leases(engine, owner_name(Path("/b/lock"), "host-b"), 30, pid=2)
+    joined = await b.rebalance(ids)
+    assert joined.live_nodes == 2 and joined.held == set()
+    assert len(await live_nodes(engine, 30)) == 2
+    assert await a.hold(ids[0])
+    renewed, busy = await a.hold_many(ids)
+    assert renewed == set(ids) and busy == set()
+    assert await b.hold_many(ids) == (set(), set())
+
+
 # --------------------------------------------------------------------------- two real processes
 
 
@@ -105,6 +133,25 @@ def _owners(pg_url: str) -> dict[str, str | None]:
     return asyncio.run(go())
 
 
+def _alerts(pg_url: str) -> tuple[int, int]:
+    """(outbox rows, rows sent) in the services' PostgreSQL database."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> tuple[int, int]:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            row = await conn.fetchrow("select count(*), count(*) filter (where status = 'sent') from alerts")
+        except asyncpg.UndefinedTableError:
+            return (0, 0)
+        finally:
+            await conn.close()
+        return int(row[0]), int(row[1])
+
+    return asyncio.run(go())
+
+
 def _per_channel(sink: Sink) -> collections.Counter[str]:
     return collections.Counter(m.group(1) for t in sink.texts() for m in [re.search(r"@\u2060?(lease_ch\d\d)", t)] if m)
 
@@ -126,21 +173,33 @@ def test_two_processes_share_fifty_channels_and_take_over(tmp_path: Path, pg_url
         counts = collections.Counter(split.values())
         assert all(c >= 15 for c in counts.values()), counts
 
-        # a few intervals once the split is stable: every channel polled, each by one process only
-        wait_for(lambda: _owners(pg_url) == split, 10)
-        split = _owners(pg_url)
+        # once the split is stable (unchanged across a lease renewal round): every channel polled a few times,
+        # each by one process only
+        last: dict[str, str | None] = {}
+
+        def stable() -> bool:
+            nonlocal last
+            cur = _owners(pg_url)
+            same = cur == last and len(cur) == n and None not in cur.values()
+            last = cur
+            return same
+        assert wait_for(stable, 20, step=1.5), a.text()[-3000:] + b.text()[-3000:]
         t0 = time.time()
-        time.sleep(6)
-        seen: dict[str, set[str]] = collections.defaultdict(set)
-        for prefix, ch in pv.polls(since=t0):
-            seen[ch].add(prefix)
-        assert set(seen) == {f"lease_ch{i:02d}" for i in range(n)}
-        assert all(len(v) == 1 for v in seen.values()), {k: v for k, v in seen.items() if len(v) > 1}
+
+        def seen_since() -> dict[str, list[str]]:
+            seen: dict[str, list[str]] = collections.defaultdict(list)
+            for prefix, ch in pv.polls(since=t0):
+                seen[ch].append(prefix)
+            return seen
+        assert wait_for(lambda: len(seen_since()) == n and min(map(len, seen_since().values())) >= 3, 30)
+        seen = seen_since()
+        assert all(len(set(v)) == 1 for v in seen.values()), {k: v for k, v in seen.items() if len(set(v)) > 1}
 
         for i in range(n):
             pv.add(f"lease_ch{i:02d}", MENTION.format(n=i))
-        assert wait_for(lambda: sink.count() >= n, 40), a.text()[-2000:]
-        time.sleep(3)
+        assert wait_for(lambda: _alerts(pg_url) == (n, n), 40), a.text()[-2000:]
+        assert polled_again(pv), a.text()[-2000:]  # more polls: no new outbox row, every row sent
+        assert _alerts(pg_url) == (n, n)
         per = _per_channel(sink)
         assert sink.count() == n and set(per.values()) == {1}, per
 
@@ -155,8 +214,9 @@ def test_two_processes_share_fifty_channels_and_take_over(tmp_path: Path, pg_url
         assert took < 4 + 4 / 3 + 3  # the lease timeout, a renewal round, slack for a loaded machine
         for i in range(n):
             pv.add(f"lease_ch{i:02d}", MENTION.format(n=100 + i))
-        assert wait_for(lambda: sink.count() >= 2 * n, 40), survivor.text()[-2000:]
-        time.sleep(3)
+        assert wait_for(lambda: _alerts(pg_url) == (2 * n, 2 * n), 40), survivor.text()[-2000:]
+        assert polled_again(pv), survivor.text()[-2000:]
+        assert _alerts(pg_url) == (2 * n, 2 * n)
         per = _per_channel(sink)
         assert sink.count() == 2 * n and set(per.values()) == {2}, per
         rc, _ = survivor.stop()

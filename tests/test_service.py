@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from tests.service_helpers import MENTION, PLAIN, TGM, Proc, config_text, posts, q
+from tests.service_helpers import MENTION, PLAIN, TGM, Proc, alert_rows, config_text, polled_again, posts, q
 from tests.tme_server import wait_for
 
 TESTS = Path(__file__).resolve().parent
@@ -24,9 +23,8 @@ def test_run_stores_new_posts_alerts_once_and_stops_on_sigterm(tmp_path: Path, s
     p = Proc(cfg, tmp_path / "run.log")
     procs.append(p)
     assert wait_for(lambda: posts(db) == 5, 30), p.text()
-    baseline_polls = len(pv.polls())
-    assert wait_for(lambda: len(pv.polls()) >= baseline_polls + 2, 15), p.text()
-    assert sink.count() == 0, sink.texts()
+    assert polled_again(pv), p.text()
+    assert alert_rows(db) == (0, 0) and sink.count() == 0, sink.texts()  # no outbox row: nothing will be sent
 
     # more new posts than fit on one page (8): the poll pages back to the cursor
     expected = 0
@@ -35,10 +33,9 @@ def test_run_stores_new_posts_alerts_once_and_stops_on_sigterm(tmp_path: Path, s
         expected += mention
         pv.add("svc_news", (MENTION if mention else PLAIN).format(n=n))
     assert wait_for(lambda: posts(db) == 17, 30), p.text()
-    assert wait_for(lambda: sink.count() >= expected, 20), p.text()
-    polls = len(pv.polls())
-    assert wait_for(lambda: len(pv.polls()) >= polls + 3, 15)  # more polls and drains: nothing more sent
-    time.sleep(1)
+    assert wait_for(lambda: alert_rows(db) == (expected, expected), 20), p.text()
+    assert polled_again(pv), p.text()  # more polls: no new outbox row, and every row is sent
+    assert alert_rows(db) == (expected, expected)
     assert sink.count() == expected, sink.texts()
     assert all("Росатом" in t for t in sink.texts())
 
@@ -53,9 +50,10 @@ def test_run_stores_new_posts_alerts_once_and_stops_on_sigterm(tmp_path: Path, s
     p2 = Proc(cfg, tmp_path / "run2.log")
     procs.append(p2)
     assert wait_for(lambda: posts(db) == 18, 30), p2.text()
-    assert wait_for(lambda: sink.count() >= expected + 1, 20), p2.text()
-    time.sleep(2)
-    assert sink.count() == expected + 1
+    assert wait_for(lambda: alert_rows(db) == (expected + 1, expected + 1), 20), p2.text()
+    assert polled_again(pv), p2.text()
+    assert alert_rows(db) == (expected + 1, expected + 1)
+    assert sink.count() == expected + 1, sink.texts()
     rc, took = p2.stop()
     assert rc == 0 and took < 10, p2.text()
 

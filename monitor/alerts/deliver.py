@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
-from monitor.alerts import outbox
+from monitor.alerts import outbox, ratelimit
 from monitor.alerts.render import (
     AlertView,
     Message,
@@ -191,10 +191,11 @@ async def deliver_destination(
     if inside:
         return 0  # held: they go out as one digest when the quiet hours end
     limit = settings.delivery.rate_limit_per_minute
-    budget = limit - await outbox.sent_messages_since(engine, dest.name, t - timedelta(minutes=1))
+    # an estimate to plan the pass with (single messages or digests); each message takes its slot below
+    budget = await ratelimit.free_slots(engine, dest.name, limit, at=at)
     if budget <= 0:
         return 0
-    rows = await outbox.claim_due(engine, dest.name, worker, at=t)
+    rows = await outbox.claim_due(engine, dest.name, worker, at=at)
     if not rows:
         return 0
     primary = [r for r in rows if r.kind != outbox.FOLLOWUP]
@@ -231,13 +232,32 @@ async def deliver_destination(
     down: SendResult | None = None  # two failures in a row: the destination is down, spare the rest
     last_failed = False
     for n, (msg, ids) in enumerate(sendable):
+        if down is None:
+            # The claim is renewed right before each message: a pass to a slow destination can outlast it, and
+            # a row whose claim lapsed may have been taken over by another worker, which then sends it.
+            held = await outbox.renew_claim(engine, ids, worker)
+            if held != set(ids):
+                event(log, logging.WARNING, "alert claim lost before sending; left to the worker holding it",
+                      destination=dest.name, alerts=len(set(ids) - held))
+                await outbox.release(engine, [i for i in ids if i in held], worker)
+                continue
+            # the destination's per-minute limit, shared by every process draining this database
+            if not await ratelimit.take_slot(engine, dest.name, limit, at=at):
+                await outbox.release(engine, [i for _, rest_ids in sendable[n:] for i in rest_ids], worker)
+                break
         res = down or await send(dest, msg)
         if not res.ok and last_failed and down is None:
             down = res
         last_failed = not res.ok
         if res.ok:
-            # each message gets its own sent_at: the rate limit counts distinct values
-            delivered += await outbox.mark_sent(engine, ids, worker, max(utcnow(), t) + timedelta(microseconds=n))
+            # each message gets its own sent_at (rows sent together share one: one message)
+            marked = await outbox.mark_sent(engine, ids, worker, max(utcnow(), t) + timedelta(microseconds=n))
+            if marked < len(ids):
+                # the claim lapsed while sending and another worker holds the rest now: they are not marked
+                # here (they are its rows), and it may send them once more (at-least-once, same #code)
+                event(log, logging.WARNING, "alert claim lost while sending", destination=dest.name,
+                      alerts=len(ids) - marked)
+            delivered += marked
         else:
             retry, failed = await outbox.mark_failed_attempt(engine, ids, worker, res.error,
                                                              max_attempts=settings.delivery.max_attempts, at=t)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import models as m
 from monitor.config import AlertDestination, Settings, parse_channel_ref
-from monitor.db import sessionmaker
+from monitor.db import database_now, sessionmaker
 from monitor.matching import EntitySpec
 from monitor.models import now as utcnow
 from monitor.posts import channel_label
@@ -383,9 +383,12 @@ async def claim_due(
     """Claim up to ``limit`` due rows of one destination for ``worker`` (oldest first) and return them.
 
     Two workers never hold the same row: PostgreSQL skips rows another claim has locked; SQLite runs
-    the claim as one conditional UPDATE, and its writers are serialised."""
-    at = at or utcnow()
+    the claim as one conditional UPDATE, and its writers are serialised. Without ``at`` the claim is timed
+    by the database's clock, which every process sharing it agrees on (a host whose clock runs ahead would
+    otherwise take over claims that have not expired)."""
     async with sessionmaker(engine).begin() as s:
+        if at is None:
+            at = await database_now(s)
         conds = _claimable(destination, at)
         if engine.dialect.name == "postgresql":
             ids = list((await s.execute(select(m.Alert.id).where(*conds).order_by(m.Alert.id).limit(limit)
@@ -406,6 +409,20 @@ async def claim_due(
         return list(rows.scalars())
 
 
+async def renew_claim(engine: AsyncEngine, ids: Sequence[int], worker: str, *, lease: timedelta = LEASE) -> set[int]:
+    """Extend ``worker``'s claim on ``ids`` right before sending them (a long pass to a slow destination must
+    not outlive its claim); returns the ids still claimed by ``worker``. One missing means its claim expired
+    and another worker took the row over (or an operator retried it): do not send it, it is theirs now."""
+    if not ids:
+        return set()
+    async with sessionmaker(engine).begin() as s:
+        t = await database_now(s)
+        res = await s.execute(update(m.Alert).where(m.Alert.id.in_(list(ids)), m.Alert.claimed_by == worker,
+                                                    m.Alert.status == PENDING)
+                              .values(claimed_until=t + lease).returning(m.Alert.id))
+        return set(res.scalars())
+
+
 async def release(engine: AsyncEngine, ids: Sequence[int], worker: str) -> None:
     """Give back claimed rows unsent (rate limit reached, quiet hours): they stay due."""
     if not ids:
@@ -416,7 +433,8 @@ async def release(engine: AsyncEngine, ids: Sequence[int], worker: str) -> None:
 
 
 async def mark_sent(engine: AsyncEngine, ids: Sequence[int], worker: str, sent_at: datetime) -> int:
-    """Rows delivered in one message: sent, with that message's time (the rate limit counts these)."""
+    """Rows delivered in one message: sent, with that message's time. Only rows ``worker`` still holds are
+    marked; returns how many (fewer than ``ids`` means a claim was lost while sending: the caller says so)."""
     async with sessionmaker(engine).begin() as s:
         res = await s.execute(update(m.Alert).where(m.Alert.id.in_(list(ids)), m.Alert.claimed_by == worker)
                               .values(status=SENT, sent_at=sent_at, attempts=m.Alert.attempts + 1, last_error=None,
