@@ -80,6 +80,8 @@ pass_state = click.make_pass_decorator(CliState)
 #: ``tgmonitor --help`` and light commands do not pay for SQLAlchemy, Alembic, Telethon and Apprise.
 #: tests/test_cli.py checks this table against the commands the modules define.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "accounts": ("accounts", "Show each Telegram account: state, channels it reads, channels it joined, requests and "
+                             "flood waits."),
     "alerts": ("alerts", "Alert destinations and the outbox."),
     "backfill": ("backfill", "Store a configured channel's history (resumable: run it again to continue)."),
     "config": ("core", "Inspect the configuration."),
@@ -88,6 +90,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "summarise."),
     "export": ("archive", "Write stored posts with their matches, oldest first, for a spreadsheet or another tool."),
     "import": ("importer", 'Import a Telegram Desktop export (result.json, "Machine-readable JSON").'),
+    "join": ("accounts", "Join public channels with the account that has room, one every two minutes."),
     "login": ("login", "Log the Telegram account in (phone, code, two-step password) for the Telethon source."),
     "match": ("match", "Find watchlist entities in JSON Lines posts."),
     "mentions": ("mentions", "List stored mentions, newest first: date, channel, entity, the words in context, link."),

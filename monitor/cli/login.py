@@ -102,18 +102,23 @@ class LoginError(Exception):
 @main.command("login")
 @click.option("--print-session", is_flag=True,
               help="Print a session string for TG_SESSION in .env instead of writing a session file.")
+@click.option("--account", default=None, metavar="NAME",
+              help="With [[telegram.accounts]]: the account to log in (its session_file, or TG_SESSION_<NAME>).")
 @pass_state
-def login_cmd(state: CliState, print_session: bool) -> None:
+def login_cmd(state: CliState, print_session: bool, account: str | None) -> None:
     """Log the Telegram account in (phone, code, two-step password) for the Telethon source.
 
     Needs TG_API_ID and TG_API_HASH (from my.telegram.org) in the environment or .env. The session is
     stored as a file readable only by you in the data directory ([telegram] session_file), or printed
     with --print-session for TG_SESSION. Run it again when the service says the session is revoked.
+    With several accounts ([[telegram.accounts]]) name the one to log in: --account NAME (its session goes
+    to its session_file, or --print-session prints TG_SESSION_<NAME>=...).
 
     \b
     Examples:
       tgmonitor login
       tgmonitor --config /etc/tgmonitor/tgmonitor.toml login --print-session
+      tgmonitor login --account reserve
     """
     if not interactive():
         # Before connecting: with no terminal the prompts would read EOF, leave an unauthorised session
@@ -121,6 +126,19 @@ def login_cmd(state: CliState, print_session: bool) -> None:
         fail("login needs an interactive terminal (run `tgmonitor login` in a terminal, e.g. over ssh; "
              "then copy the session file or use --print-session for TG_SESSION)", EXIT_FAILURE)
     s = state.settings()
+    env_name = "TG_SESSION"
+    if s.telegram.accounts or account is not None:
+        from monitor.config import account_settings, find_account, session_env
+
+        names = ", ".join(a.name for a in s.telegram.accounts)
+        if account is None:
+            fail(f"several accounts are configured: name the one to log in with --account ({names})", EXIT_USAGE)
+        acc = find_account(s, account)
+        if acc is None:
+            fail(f"--account {account}: no such account in [[telegram.accounts]] "
+                 f"({'configured: ' + names if names else 'none is configured'})", EXIT_USAGE)
+        s = account_settings(s, acc.name)
+        env_name = session_env(acc.name)
     try:
         message, session = run(login(
             s, print_session=print_session,
@@ -136,4 +154,4 @@ def login_cmd(state: CliState, print_session: bool) -> None:
         fail(f"login failed: {type(exc).__name__}: {exc}", EXIT_FAILURE)
     click.echo(message, err=True)
     if session:
-        click.echo(f"TG_SESSION={session}")
+        click.echo(f"{env_name}={session}")

@@ -21,6 +21,7 @@ async def collect_status(state_settings: Any) -> dict[str, Any]:
         snap = await status_snapshot(engine, state_settings)
         await _configured_sources(engine, state_settings, snap)
         await _arrivals(engine, snap)
+        await _accounts(engine, snap)
     pid = holder(lock_path(state_settings))
     snap["service"] = {"running": pid is not None, "pid": pid or None}
     return snap
@@ -70,6 +71,22 @@ async def _arrivals(engine: Any, snap: dict[str, Any]) -> None:
     snap["push_missed"] = sum(c["push_missed"] for c in snap["channels"])
 
 
+async def _accounts(engine: Any, snap: dict[str, Any]) -> None:
+    """Per channel: the Telegram account reading it now (several accounts, issue 16; None with one account)."""
+    from sqlalchemy import select
+
+    from monitor import models as m
+    from monitor.db import sessionmaker
+    from monitor.health import channel_subject
+
+    async with sessionmaker(engine)() as s:
+        rows = (await s.execute(select(m.Channel.username, m.Channel.tg_id, m.Channel.account)
+                                .where(m.Channel.account.is_not(None)))).all()
+    by_subject = {channel_subject(u, t): a for u, t, a in rows}
+    for c in snap["channels"]:
+        c["account"] = by_subject.get(c["channel"])
+
+
 def _secs(v: float | None) -> str:
     """A delay for the table: 0.8s, 12s, 4m, 2h."""
     if v is None:
@@ -96,8 +113,9 @@ def render_table(snap: dict[str, Any]) -> str:
     svc = snap["service"]
     lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"]
     leases = any(c.get("lease_owner") for c in snap["channels"])  # several processes share the channels
+    accounts = any(c.get("account") for c in snap["channels"])  # several Telegram accounts share them
     head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", "P50", "P95", "MISSED",
-            *(("LEASE",) if leases else ()), "LAST ERROR")
+            *(("ACCOUNT",) if accounts else ()), *(("LEASE",) if leases else ()), "LAST ERROR")
     rows = [head]
     for c in snap["channels"]:
         err = " ".join((c["last_error"] or "").split())
@@ -105,6 +123,7 @@ def render_table(snap: dict[str, Any]) -> str:
                      (c["last_poll"] or "never")[:19].replace("T", " "), _ago(c["lag_seconds"]), str(c["posts"]),
                      str(c["cursor"]), _secs((c.get("latency") or {}).get("p50_seconds")),
                      _secs((c.get("latency") or {}).get("p95_seconds")), str(c.get("push_missed", 0)),
+                     *((c.get("account") or "-",) if accounts else ()),
                      *((c.get("lease_owner") or "-",) if leases else ()),
                      err[:60] + ("…" if len(err) > 60 else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

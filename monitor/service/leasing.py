@@ -31,9 +31,25 @@ class LeaseKeeper:
         self.link = link
 
     def open(self, rt: Runtime) -> Leases:
-        """This process's leases, named after its host and session lock (stable across restarts)."""
-        leases = self.book.leases = Leases(rt.engine, owner_name(self.ctx.lock.path),
-                                           self.ctx.settings.schedule.lease_seconds)
+        """This process's leases, named after its host and session lock (stable across restarts). With
+        ``[[telegram.accounts]]`` they follow the accounts' plan (a process claims what its accounts read best)."""
+        owner, ttl = owner_name(self.ctx.lock.path), self.ctx.settings.schedule.lease_seconds
+        if self.ctx.settings.telegram.accounts:
+            from monitor.accounts.leases import AccountLeases
+            from monitor.config import account_rate
+
+            def rates() -> dict[str, int]:
+                s = self.ctx.settings
+                return {a.name: account_rate(s, a.name) for a in s.telegram.accounts}
+
+            def channels() -> dict[int, tuple[str, float]]:
+                s, book = self.ctx.settings, self.book
+                return {rid: (book.channels[k].source, float(s.channel_interval(book.channels[k])))
+                        for k, rid in book.row_ids.items() if k in book.channels}
+
+            self.book.leases = AccountLeases(rt.engine, owner, ttl, rates=rates, channels=channels)
+            return self.book.leases
+        leases = self.book.leases = Leases(rt.engine, owner, ttl)
         return leases
 
     def add_job(self) -> None:

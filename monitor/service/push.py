@@ -47,7 +47,9 @@ class PushKeeper:
     @property
     def wanted(self) -> bool:
         s = self.ctx.settings
-        return s.telegram.push and any(c.enabled and c.source == "telethon" for c in s.channels)
+        # several accounts (issue 16): polled only for now (push would need a receiver per account's client)
+        return s.telegram.push and not s.telegram.accounts and any(
+            c.enabled and c.source == "telethon" for c in s.channels)
 
     def prepare(self) -> None:
         """Before the first poll connects: the receiver on the Telethon jobs (so their client is built to

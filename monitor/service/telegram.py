@@ -184,7 +184,11 @@ class TelegramLink:
         """Ask Telegram (``is_user_authorized()`` on a client from the configured factory) whether the session
         is logged in; None when Telegram cannot be reached (then the backoff starts). The client is
         disconnected again before the Telethon jobs open their own: two clients must never use one session at
-        the same time."""
+        the same time. With ``[[telegram.accounts]]`` every account is asked; True when one is logged in."""
+        if rt.settings.telegram.accounts:
+            from monitor.jobs.accounts import check_sessions
+
+            return await check_sessions(rt, on_unreachable=self.unreachable)
         from monitor.sources.telethon import (
             NETWORK_ERRORS,
             ClientSetupError,
