@@ -46,6 +46,10 @@ def config_check(state: CliState) -> None:
     click.echo(f"channels: {sum(by_source.values())} enabled ({sources}), {len(s.channels)} configured")
     active = [e for e in s.entities if e.enabled]
     click.echo(f"entities: {len(active)} enabled, {len(s.entities)} configured")
+    from monitor.config.entities import entity_warnings
+
+    for line in entity_warnings(s.entities, str(s.path)):
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"alert destinations: {', '.join(a.name for a in s.alerts) or 'none'}")
     tg_needed = by_source.get("telethon", 0) > 0
     creds = bool(s.telegram.api_id and s.telegram.api_hash) or bool(s.telegram.client_factory)

@@ -12,6 +12,7 @@ import click
 
 from monitor.cli.app import main
 from monitor.config import ConfigError, load_watchlist
+from monitor.config.entities import entity_warnings
 from monitor.matching import Watchlist, WatchlistError
 
 
@@ -119,6 +120,8 @@ def match_command(ctx: click.Context, watchlist_path: Path | None, explain: str 
         path = getattr(ctx.obj, "config_path", None) or Path("tgmonitor.toml")
     try:
         specs = load_watchlist(path)
+        for line in entity_warnings(specs, str(path)):
+            click.echo(f"warning: {line}", err=True)
         watchlist = Watchlist.compile(specs, languages=watchlist_languages(path))
     except (ConfigError, WatchlistError) as exc:
         click.echo(str(exc), err=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from monitor.config.errors import Checker
 from monitor.matching import EntitySpec, validate_regex
+from monitor.matching.people import other_persons
 
 ENTITY_KEYS = {
     "name": 'name = "Росатом"', "aliases": 'aliases = ["Rosatom", "госкорпорация Росатом"]',
@@ -69,3 +70,16 @@ def read_entities(chk: Checker, raw: Any) -> tuple[EntitySpec, ...]:
         seen[spec.id] = p
         out.append(spec)
     return tuple(out)
+
+
+def entity_warnings(specs: tuple[EntitySpec, ...] | list[EntitySpec], source: str) -> list[str]:
+    """One line per doubtful but usable watchlist entry (``config check`` and ``match`` print them).
+
+    An alias naming another person of the entity's surname («Алла Бут» under «Виктор Бут») is not
+    matched for the entity: an entity that is a person is one person.
+    """
+    return [
+        f"{source}: entities[{i}].aliases: «{alias}» names another person than «{own}» (same surname, "
+        f"another first name), so it is not matched for «{name}»; make «{alias}» an entity of its own"
+        for i, name, alias, own in other_persons((s.name, s.aliases if s.enabled else ()) for s in specs)
+    ]

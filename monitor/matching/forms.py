@@ -125,7 +125,8 @@ class AliasForms:
     class ``kk_class`` (kazakh.py) apply, less ``kk_exclude`` (those that would make a Russian word).
     ``person``: (first name, surname) in lower case when the alias is a person's name; ``first_forms``
     and ``surname_forms`` are their inflected forms (the matcher checks initials and patronymics with
-    them). ``latin``: a Latin-script alias (English possessives: Tokayev's). ``noun``: the alias is an ordinary noun
+    them), ``gender`` the person's ("masc", "femn" or None). ``latin``: a Latin-script alias (English
+    possessives: Tokayev's). ``noun``: the alias is an ordinary noun
     with no reading as a name (Конгресс, Интернет). ``declining``: positions of the words that decline
     (Астана in «Эйр Астана»; not Америки in «Голос Америки»).
     """
@@ -143,6 +144,7 @@ class AliasForms:
     kk_class: int | None = None
     kk_exclude: frozenset[str] = frozenset()
     person: tuple[str, str] | None = None
+    gender: str | None = None
     first_forms: frozenset[str] = frozenset()
     surname_forms: frozenset[str] = frozenset()
     latin: bool = False
@@ -984,6 +986,7 @@ def _add_person(out: AliasForms, low: list[str]) -> None:
     first, last = low[0], low[-1]
     gender = _person_gender(low)
     out.person = (first, last)
+    out.gender = gender
     first_slots = _given_slots(first, gender)
     out.first_forms = frozenset(set().union(*first_slots.values()) | {first}) if first_slots else frozenset({first})
     sur = _surname_slots(last, gender)

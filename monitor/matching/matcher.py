@@ -27,6 +27,7 @@ import regex
 from monitor.matching.forms import LANGUAGES, AliasForms, alias_forms, clear_caches, kazakh_forms, morph, phrase_forms
 from monitor.matching.kazakh import KK_FOLD, KK_FOLDED, endings
 from monitor.matching.normalize import Normalized, normalize_parts
+from monitor.matching.people import split_people
 
 __all__ = [
     "LANGUAGES",
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 # Bumped whenever compiled output changes, so stale on-disk caches are ignored.
-_FORMAT_VERSION = "tgmonitor-watchlist-10"
+_FORMAT_VERSION = "tgmonitor-watchlist-11"
 REGEX_TIMEOUT = 0.05  # seconds per post for one user pattern; a runaway pattern loses that post only
 # Work per post is bounded: a post is searched up to MAX_TEXT characters and its first MAX_HITS
 # whole-word hits are examined (a Telegram message holds 4,096 characters; an export or a web page
@@ -193,6 +194,7 @@ class _Person:
     first_forms: frozenset[str]  # forms of the person's first names (lower case, Kazakh letters folded)
     initials: frozenset[str]  # their first letters, upper case
     evidence_only: bool  # the bare surname is no mention: it needs a first name, initial, title
+    others: frozenset[str] = frozenset()  # first-name forms of other persons of the surname (Алла Бут)
 
 
 @dataclass(slots=True)
@@ -350,14 +352,20 @@ class Watchlist:
                 (alias, alias_forms(alias, case_sensitive=s.case_sensitive, languages=languages))
                 for alias in dict.fromkeys(a for a in names if a.strip())
             ]
-            people = [(alias, af) for alias, af in compiled if af.person is not None]
+            people, strangers = split_people(s.name, [(alias, af) for alias, af in compiled if af.person is not None])
+            if strangers:
+                # An alias naming another person of the surname (Алла Бут under Виктор Бут) is not
+                # matched; its first name before the surname marks that other person instead.
+                drop = {alias for alias, _af in strangers}
+                compiled = [(alias, af) for alias, af in compiled if alias not in drop]
             person: _Person | None = None
             surnames: dict[str, str] = {}
             sur_forms: dict[str, set[str]] = {}
             if people:
                 firsts = frozenset(_fold(f) for _a, af in people for f in af.first_forms)
                 initials = frozenset(_fold(af.person[0][0]).upper() for _a, af in people if af.person)
-                person = _Person(firsts, initials, evidence_only=not s.surname_alone)
+                others = frozenset(_fold(f) for _a, af in strangers for f in af.first_forms) - firsts
+                person = _Person(firsts, initials, evidence_only=not s.surname_alone, others=others)
                 for alias, af in people:
                     assert af.person is not None
                     surnames.setdefault(_fold(af.person[1]), alias)
@@ -374,7 +382,7 @@ class Watchlist:
             if person is not None:
                 # A surname the user did not list alone still finds its person with an initial, a
                 # patronymic, a title or the full name nearby (О. Бектенов, Олжас Абаевич Бектенов).
-                quiet = _Person(person.first_forms, person.initials, evidence_only=True)
+                quiet = _Person(person.first_forms, person.initials, evidence_only=True, others=person.others)
                 for sur, full in surnames.items():
                     if sur in listed:
                         continue
@@ -958,6 +966,8 @@ def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, i
         lw = _fold(word.lower())
         if _same_first(lw, p.first_forms):
             return _EVIDENCE, ws, end
+        if p.others and _same_first(lw, p.others):
+            return _OTHER, start, end  # a listed other person of the surname (Оливер Кан, Сулимы Ямадаева)
         if lw in _PARTICLES or lw.endswith(_PATRONYMIC):
             # Олжас Абаевич Бектенов; Жан-Мари Ле Пен: the first name is one word further
             prev2 = _prev_word(norm, ws)
@@ -965,6 +975,8 @@ def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, i
                 l2 = _fold(prev2[1].lower())
                 if _same_first(l2, p.first_forms):
                     return _EVIDENCE, start, end  # (the span stays the surname: the name is split)
+                if p.others and _same_first(l2, p.others):
+                    return _OTHER, start, end
                 if _is_first_name(prev2[1]):
                     return _OTHER, start, end
             if lw.endswith(_PATRONYMIC) and _is_patronymic(lw):
