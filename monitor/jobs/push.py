@@ -71,6 +71,8 @@ ALBUM_SETTLE = 1.5
 GAP_POLL_DELAY = 2.0
 #: Channels per GetPeerDialogs request.
 PROBE_BATCH = 100
+#: The store loop looks at the stop flag this often.
+STOP_CHECK = 0.5
 
 PUSH, FALLBACK, POLL = "push", "fallback", "poll"
 
@@ -222,9 +224,9 @@ class PushReceiver:
     async def run(self, stopping: Callable[[], bool] = lambda: False) -> None:
         """Store what arrives until cancelled (or ``stopping()``): updates one at a time, albums once settled."""
         while not stopping():
-            timeout = None
+            timeout = STOP_CHECK  # a stop is noticed within this, so a clean shutdown never waits for us
             if self.albums:
-                timeout = max(0.0, min(a.due for a in self.albums.values()) - time.monotonic())
+                timeout = min(timeout, max(0.0, min(a.due for a in self.albums.values()) - time.monotonic()))
             try:
                 kind, obj, seen_at = await asyncio.wait_for(self.queue.get(), timeout)
             except TimeoutError:
