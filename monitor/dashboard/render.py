@@ -95,7 +95,9 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"  # an imported or backfilled old post alerted late
 
 
 # --------------------------------------------------------------------------------------------- charts
