@@ -541,9 +541,8 @@ def test_surname_alone_false_needs_a_first_name_initial_title_or_the_full_name()
 def test_a_persons_surname_alone_keeps_the_persons_gender() -> None:
     wl = _wl(EntitySpec("Нурсултан Назарбаев", ("Назарбаев",)))
     assert _found(wl, "о Дариге Назарбаевой") == []
-    assert _found(wl, "с Назарбаевым и о Назарбаевых") == [
-        ("Нурсултан Назарбаев", "Назарбаевым"), ("Нурсултан Назарбаев", "Назарбаевых")
-    ]
+    # (the plural is a family: test_matching_people.py)
+    assert _found(wl, "с Назарбаевым и о Назарбаевых") == [("Нурсултан Назарбаев", "Назарбаевым")]
 
 
 def test_full_names_have_no_mismatched_genders() -> None:

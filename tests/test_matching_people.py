@@ -101,3 +101,34 @@ def test_config_check_and_match_warn_once_per_other_person_alias(tmp_path: Path)
     assert res.exit_code == 0, res.output
     assert [x for x in res.stderr.splitlines() if x.startswith("warning:")] == warnings
     assert '"surface": "Пётр Гаранин"' in res.stdout and "Андрей" not in res.stdout
+
+
+# ---- rule 2: a surname's plural is a family ------------------------------------------------------------
+
+
+def test_a_surnames_plural_names_a_family_not_the_person() -> None:
+    wl = Watchlist.compile([
+        EntitySpec("Пётр Гаранин", ("Гаранин",)), EntitySpec("Айгерим Ахметова", ("Ахметова",)),
+        EntitySpec("Олжас Бектенов"), EntitySpec("Касым-Жомарт Токаев", ("Токаев",)),
+    ])
+    for text in ("Дом братьев Гараниных сгорел.", "Гаранины переехали в Омск.", "с Гараниными",
+                 "у сестёр Ахметовых", "Ахметовы", "О. Бектеновы", "Тоқаевтар", "Тоқаевтардың ауылы"):
+        assert _found(wl, text) == [], text
+    # the singular, in every case, stays the person (Гараниным is also the instrumental singular)
+    assert [m.surface for m in wl.find("с Гараниным, Гаранину, Ахметовой; Тоқаевтың, Тоқаевқа")] == [
+        "Гараниным", "Гаранину", "Ахметовой", "Тоқаевтың", "Тоқаевқа"
+    ]
+
+
+def test_a_plural_the_user_lists_is_matched() -> None:
+    wl = Watchlist.compile([EntitySpec("Пётр Гаранин", ("Гаранин", "Гаранины"))])
+    assert [m.surface for m in wl.find("Дом братьев Гараниных. Гаранины уехали, с Гараниными связи нет.")] == [
+        "Гараниных", "Гаранины", "Гараниными"
+    ]
+
+
+def test_plural_only_names_of_places_and_organisations_are_unaffected() -> None:
+    wl = Watchlist.compile([EntitySpec("Ведомости"), EntitySpec("Соединённые Штаты"), EntitySpec("Курилы")])
+    assert [m.surface for m in wl.find("по данным Ведомостей, с Соединёнными Штатами о Курилах")] == [
+        "Ведомостей", "Соединёнными Штатами", "Курилах"
+    ]

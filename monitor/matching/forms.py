@@ -54,6 +54,7 @@ _VELAR_SIB = frozenset("гкхжшчщ")
 _VOWELS = frozenset("аеиоуыэюяё")
 _MASC_SURNAME = re.compile(r"(ов|ев|ин|ын)$")
 _FEM_SURNAME = re.compile(r"(ова|ева|ина|ына)$")
+_FAMILY = re.compile(r"(ов|ев|ин|ын)ы$")
 _ADJ_FEM = re.compile(r"[^аеиоуыэюяё](ая|яя)$")
 _INDECLINABLE = re.compile(r"[^аеиоуыэюяё](ых|их)$")
 _PERSON = frozenset({"Name", "Surn", "Patr"})
@@ -299,6 +300,10 @@ def _rule_slots(word: str, *, surname: bool, gender: str | None = None) -> SlotF
         add("loct", "plur", stem + "ых")
 
     last = word[-1]
+    if surname and len(word) > 5 and _FAMILY.search(word):
+        # A family written as a plural (Ямадаевы, when a user lists it): Ямадаевых, Ямадаевым, Ямадаевыми.
+        add_surname_plural(word[:-1])
+        return out
     if surname and len(word) > 4 and _FEM_SURNAME.search(word):
         # Feminine Russian-type surnames decline like adjectives: Белова, Беловой, Белову, Беловою.
         s = word[:-1]
@@ -990,8 +995,9 @@ def _add_person(out: AliasForms, low: list[str]) -> None:
     first_slots = _given_slots(first, gender)
     out.first_forms = frozenset(set().union(*first_slots.values()) | {first}) if first_slots else frozenset({first})
     sur = _surname_slots(last, gender)
-    # (the plural too: «двух Смаиловых — отца и сына» names the person among others)
-    out.surname_forms = frozenset(set().union(*sur.values()) | {last} if sur else {last})
+    # Singular only: a plural («братьев Ямадаевых», «Ямадаевы») names a family, not the person (a user
+    # who wants it lists the plural as an alias of its own).
+    out.surname_forms = frozenset(set().union(*(v for k, v in sur.items() if k[1] == "sing")) | {last})
 
 
 def kazakh_forms(af: AliasForms) -> set[str]:

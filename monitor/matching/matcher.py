@@ -679,15 +679,22 @@ class Watchlist:
 
 
 def _person_surname(af: AliasForms, forms: set[str]) -> None:
-    """Keep, of a surname alias's forms, those of its person's gender (and the plural).
+    """Keep, of a surname alias's forms, the singular ones of its person's gender.
 
     The surname of «Нурсултан Назарбаев» alone is Назарбаев, Назарбаева, Назарбаеву …, not Назарбаевой
-    (Дарига Назарбаева).
+    (Дарига Назарбаева), and not Назарбаевы, Назарбаевых (a family).
     """
     if not forms or af.exact is not None:
         return
     keep = {v for f in forms for v in _hyphen_forms(f)}
     af.forms = {f for f in af.forms if f in keep} | {af.alias.strip().lower().replace("ё", "е")}
+    if af.kk_class is not None:
+        # Nor the Kazakh plural (Тоқаевтар, Тоқаевтардың): a family too. The bare possessive -ы spells
+        # the Russian plural (Ямадаевы), and a person's surname takes no possessive in the press.
+        af.kk_exclude = af.kk_exclude | {e for e in endings(af.kk_class) if e.startswith(_KK_PLURAL) or e == "ы"}
+
+
+_KK_PLURAL = ("лар", "лер", "дар", "дер", "тар", "тер")  # the Kazakh plural, first of stacked endings
 
 
 def _hyphen_forms(form: str) -> set[str]:
