@@ -75,7 +75,7 @@ def run(coro: Coroutine[Any, Any, T], *, prefix: str = "") -> T:
 
 pass_state = click.make_pass_decorator(CliState)
 
-#: Every command: its name -> (the module under monitor/cli that defines it, the first line of its help).
+#: Every command: its name -> (the module under monitor/cli that defines it, its help's first paragraph).
 #: A command's module is imported only when that command runs (or its --help is asked for), so
 #: ``tgmonitor --help`` and light commands do not pay for SQLAlchemy, Alembic, Telethon and Apprise.
 #: tests/test_cli.py checks this table against the commands the modules define.
@@ -101,8 +101,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("core", "Run the service (polls on a schedule, delivers alerts) until SIGTERM/SIGINT."),
     "search": ("archive", "Full-text search of stored posts in any word form, best matches first."),
     "stats": ("archive", "How many posts mention each entity, per day/week/month and per channel."),
-    "status": ("status", "Show each channel's last poll, posts stored, cursor, lag, last error and status, and the "
-                         "outbox."),
+    "status": ("status", "Show each channel's last poll, posts stored, cursor, lag, alert latency, last error and "
+                         "status, and the outbox."),
     "web": ("dashboard", "Serve the web dashboard: channel health, mentions, search, entities, channels, alerts, "
                          "exports."),
 }
