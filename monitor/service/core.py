@@ -22,7 +22,7 @@ from monitor.config import Settings
 from monitor.jobs.base import SessionDead
 from monitor.lock import LockHeld
 from monitor.logs import event
-from monitor.runtime import Runtime, open_runtime
+from monitor.runtime import Runtime, database_problem, open_runtime
 from monitor.service.backfills import BackfillWorker
 from monitor.service.channels import ChannelBook
 from monitor.service.context import (
@@ -125,7 +125,12 @@ class Service:
             event(log, logging.ERROR, str(exc))
             return EXIT_USAGE
         except Exception as exc:  # a database that cannot be reached, a broken migration: one line, exit 1
-            event(log, logging.ERROR, "the service cannot run", error=f"{type(exc).__name__}: {exc}")
+            problem = database_problem(exc, ctx.settings.database.url)
+            if problem is not None:
+                # names the database (password hidden) and what to do, like every command and run --once
+                event(log, logging.ERROR, f"the service cannot run: {problem}")
+            else:
+                event(log, logging.ERROR, "the service cannot run", error=f"{type(exc).__name__}: {exc}")
             return EXIT_FAILURE
         finally:
             ctx.rt = None
