@@ -60,7 +60,7 @@ class AlertRule:
                 and post.edit_date > channel.baseline_at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """What one post's text yields before storing: its matches and the facts the store derives."""
 

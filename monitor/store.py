@@ -72,7 +72,7 @@ class OutboxPlanner(Protocol):
     async def plan(self, session: AsyncSession, channel: m.Channel, saved: Sequence[SavedPost]) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextFacts:
     """What the store derives from a post's text, computed before the transaction (off the event loop):
     the repost hash (:func:`text_hash`) and, for SQLite's search index, the lemmatised shadow text
@@ -93,7 +93,7 @@ class Arrival:
     push_missed: frozenset[int] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per post, and a frozen __init__ costs three times as much
 class BatchItem:
     post: Post
     matches: list[Match]
@@ -255,7 +255,10 @@ class Store:
             channel = await s.get(m.Channel, channel_id)
             assert channel is not None
             existing: dict[int, m.Post] = {}
-            for chunk in _chunks(ids, 500):
+            # Which posts are stored already: one cheap query (most batches of an import or a backfill
+            # find none); only those are loaded as ORM rows, to be compared and maybe edited.
+            stored_ids = await _stored_message_ids(s, channel_id, ids)
+            for chunk in _chunks(sorted(stored_ids), 500):
                 rows = await s.execute(select(m.Post).where(m.Post.channel_id == channel_id,
                                                             m.Post.message_id.in_(chunk)))
                 existing.update({p.message_id: p for p in rows.scalars()})
@@ -317,11 +320,14 @@ class Store:
                         continue
                     if index_fts:
                         fts_added.append((pid, str(r["search_lemmas"])))
-                    match_rows.extend(it.match_rows(pid, 1))
-                    if it.matches or it.preview_matches:
-                        rollup.count_change(mention_days, channel_id, it.post.date, (), it.entity_ids)
+                    entity_ids: list[str] = []
+                    if it.matches or it.preview_matches:  # (most posts mention nothing: skip the sets)
+                        match_rows.extend(it.match_rows(pid, 1))
+                        found = it.entity_ids
+                        rollup.count_change(mention_days, channel_id, it.post.date, (), found)
+                        entity_ids = sorted(found)
                     result.new += 1
-                    result.saved.append(SavedPost(pid, it.post, it.matches, sorted(it.entity_ids), True,
+                    result.saved.append(SavedPost(pid, it.post, it.matches, entity_ids, True,
                                                   it.alertable, r["text_hash"]))  # type: ignore[arg-type]
             if match_rows:
                 await _insert_matches(s, match_rows)
@@ -469,12 +475,13 @@ def _match_row(post_id: int, mt: Match, version: int, in_preview: bool) -> tuple
 # ------------------------------------------------------------------ bulk writes through the driver
 
 Processor = Callable[[Any], Any]
-_PROCESSORS: dict[tuple[str, str, str, tuple[str, ...]], list[tuple[int, Processor]]] = {}
+_PROCESSORS: dict[tuple[str, str, str, tuple[str, ...]], list[tuple[int, Processor, Any]]] = {}
 
 
-def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[tuple[int, Processor]]:
-    """(position, SQLAlchemy's bind processor) of the columns whose values need converting for the driver
-    (dates, JSON, booleans on SQLite), so a bulk row is stored exactly as the ORM would store it."""
+def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[tuple[int, Processor, Any]]:
+    """(position, SQLAlchemy's bind processor, what it makes of None) of the columns whose values need
+    converting for the driver (dates, JSON, booleans on SQLite), so a bulk row is stored exactly as the ORM
+    would store it (JSON's None, for one, is the text 'null')."""
     key = (dialect.name, dialect.driver, table.name, tuple(columns))
     procs = _PROCESSORS.get(key)
     if procs is None:
@@ -482,23 +489,39 @@ def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[
         for i, name in enumerate(columns):
             proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
-                procs.append((i, proc))
+                procs.append((i, proc, proc(None)))
         _PROCESSORS[key] = procs
     return procs
 
 
 def _driver_rows(dialect: Dialect, table: Table, columns: Sequence[str],
                  rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    """Rows with every value converted by its column's bind processor.
+
+    Converting is most of the Python work of a bulk insert, so what repeats is converted once: None, and
+    a value that is the very object of the row before (the batch's ``stored_at``, True and False)."""
     procs = _processors(dialect, table, columns)
     if not procs:
         return [tuple(r) for r in rows]
+    last_in: list[object] = [_NOTHING] * len(procs)
+    last_out: list[object] = [None] * len(procs)
     out = []
     for r in rows:
         vals = list(r)
-        for i, proc in procs:
-            vals[i] = proc(vals[i])
+        for k, (i, proc, none) in enumerate(procs):
+            v = vals[i]
+            if v is None:
+                vals[i] = none
+            elif v is last_in[k]:
+                vals[i] = last_out[k]
+            else:
+                vals[i] = last_out[k] = proc(v)
+                last_in[k] = v
         out.append(tuple(vals))
     return out
+
+
+_NOTHING = object()
 
 
 async def _driver(s: AsyncSession) -> Any:
@@ -510,6 +533,23 @@ async def _driver(s: AsyncSession) -> Any:
 
 def _quote(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
+
+
+async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[int]) -> set[int]:
+    """The message ids among ``ids`` that the channel has stored (through the driver: no ORM rows)."""
+    if not ids:
+        return set()
+    drv = await _driver(s)
+    if s.bind.dialect.name == "sqlite":
+        found: set[int] = set()
+        for chunk in _chunks(ids, 5000):  # (SQLite accepts 32,766 parameters a statement)
+            sql = f"SELECT message_id FROM posts WHERE channel_id = ? AND message_id IN ({', '.join('?' * len(chunk))})"
+            async with drv.execute(sql, (channel_id, *chunk)) as cur:
+                found.update(r[0] for r in await cur.fetchall())
+        return found
+    rows = await drv.fetch("SELECT message_id FROM posts WHERE channel_id = $1 AND message_id = ANY($2::bigint[])",
+                           channel_id, list(ids))
+    return {r[0] for r in rows}
 
 
 async def _insert_posts(s: AsyncSession, rows: list[dict[str, object]]) -> dict[int, int]:
