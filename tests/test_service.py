@@ -158,3 +158,20 @@ def test_run_keeps_polling_the_web_channel_while_telegram_is_down_and_recovers(t
     assert wait_for(lambda: posts(db) == 5, 20), p.text()  # the Telethon channel's 3 posts
     rc, took = p.stop()
     assert rc == 0 and took < 10, p.text()
+
+
+def test_run_and_run_once_with_the_database_unreachable_say_so_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "tgmonitor.toml"
+    cfg.write_text('[database]\nurl = "postgresql://bob:s3cret@127.0.0.1:1/nodb"\n\n'
+                   '[[channels]]\nusername = "svc_nodb"\nsource = "web"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGMONITOR_", "TG_", "NOTIFY_"))}
+    for args in (("run", "--once"), ("run",)):
+        r = subprocess.run([TGM, "--config", str(cfg), *args], cwd=tmp_path, capture_output=True, text=True,
+                           env=env, timeout=60)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert len(lines) == 1, out
+        assert "database postgresql://bob:***@127.0.0.1:1/nodb cannot be reached" in lines[0]
+        assert "is PostgreSQL running there" in lines[0]
+        assert "s3cret" not in out and "Traceback" not in out
