@@ -1,6 +1,9 @@
 """Run as a subprocess by test_crash.py: stores pages of posts, to be killed with SIGKILL mid-way.
 
-usage: crash_writer.py CONFIG MODE   (MODE: hang-inside | pages)"""
+usage: crash_writer.py CONFIG MODE   (MODE: hang-inside | pages | pages-workers)
+
+``pages-workers`` matches every page in worker processes (and prints their pids first), so a test can
+check that they die with their killed parent."""
 
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ async def main(config: str, mode: str) -> None:
             rt.ingestor.planner = HangingPlanner()
             await rt.ingestor.ingest(ch, page(1), cursor=PAGE)
             return
+        if mode == "pages-workers":
+            rt.ingestor.workers = 2
+            rt.ingestor.pool_min_posts = 1
+            rt.ingestor.start_workers()
+            pool = rt.ingestor._pool
+            assert pool is not None
+            await pool.starting
+            print("WORKERS", *(w.pid for w in pool.workers), flush=True)
         start = (await rt.store.get_channel(ch.id)).cursor + 1
         while True:
             await rt.ingestor.ingest(ch, page(start), cursor=start + PAGE - 1)

@@ -89,3 +89,35 @@ def test_kill_between_and_during_pages_keeps_batches_whole(write_config, db_url:
         n, mx, cur = state(db_url)
         assert n % 200 == 0 and n == mx == cur, f"partial batch or cursor out of step: {(n, mx, cur)}"
     assert n >= 600  # each run resumed from the cursor and added at least one page
+
+
+def test_kill_with_worker_processes_keeps_batches_whole_and_takes_the_workers(write_config, db_url: str) -> None:
+    """Matching in worker processes changes nothing about a SIGKILL: whole batches, and the workers (which
+    exit when their parent's pipe closes) do not outlive it."""
+    cfg = write_config('[[entities]]\nname = "Росатом"\n', db_url)
+    p = start(cfg, "pages-workers")
+    try:
+        pids = [int(x) for x in wait_for(p, "WORKERS").split()[1:]]
+        assert len(pids) == 2
+        wait_for(p, "PAGE")
+        wait_for(p, "PAGE")
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    n, mx, cur = state(db_url)
+    assert n % 200 == 0 and n == mx == cur and n >= 400, f"partial batch or cursor out of step: {(n, mx, cur)}"
+    end = time.monotonic() + 10
+    while any(_running(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if _running(pid)], "a matching worker outlived its killed parent"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, maybe later)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return False
