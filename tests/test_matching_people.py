@@ -132,3 +132,66 @@ def test_plural_only_names_of_places_and_organisations_are_unaffected() -> None:
     assert [m.surface for m in wl.find("по данным Ведомостей, с Соединёнными Штатами о Курилах")] == [
         "Ведомостей", "Соединёнными Штатами", "Курилах"
     ]
+
+
+def test_a_verb_of_the_other_gender_after_a_bare_surname_is_another_person() -> None:
+    wl = Watchlist.compile([EntitySpec("Пётр Гаранин", ("Гаранин",)), EntitySpec("Айгерим Ахметова", ("Ахметова",))])
+    assert _found(wl, "Гаранин рассказал о планах.") == [("Пётр Гаранин", "Гаранин")]
+    assert _found(wl, "Ахметова заявила о росте.") == [("Айгерим Ахметова", "Ахметова")]
+    # Гаранин here is a woman (his wife, say): the verb agrees with her, not with the entity
+    assert _found(wl, "Пётр Гаранин в суде. Гаранин рассказала, что ждёт его.") == [("Пётр Гаранин", "Пётр Гаранин")]
+    # only a nominative is the verb's subject
+    assert _found(wl, "Пресс-служба Гаранина сообщила о визите.") == [("Пётр Гаранин", "Гаранина")]
+    assert _found(wl, "Гаранин заявили") == [("Пётр Гаранин", "Гаранин")]  # a plural says nothing
+
+
+# ---- rule 3: a place inside a quoted name of something else ---------------------------------------------
+
+
+def _places() -> Watchlist:
+    return Watchlist.compile([
+        EntitySpec("Казахстан"), EntitySpec("Грузия"), EntitySpec("Москва"), EntitySpec("США", ("Америка",)),
+        EntitySpec("Голос Америки"), EntitySpec("Газпром"), EntitySpec("Эхо Москвы", inside_names=True),
+    ])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Лидер движения «Свободная Грузия» выступил на митинге.",
+        "Журнал «Вокруг Казахстана» вышел в новом формате.",
+        "Телеканал \"Грузия Сегодня\" сменил владельца.",
+        "Фонд «Казахстан Халкына» собрал средства.",
+        "на заводе „Москва Сталь“ сократили смены",
+    ],
+)
+def test_a_place_inside_a_quoted_name_of_something_else_is_not_the_place(text: str) -> None:
+    assert _found(_places(), text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a quoted name that is exactly the watched one
+        ("Компания «Газпром» и город «Москва» в рекламе.", [("Газпром", "Газпром"), ("Москва", "Москва")]),
+        # a quotation: a verb, sentence punctuation or many words in the quotes
+        ("«Грузия выбрала Европу», — сказал он.", [("Грузия", "Грузия")]),
+        ("Он сказал: «Мы поддерживаем Казахстан».", [("Казахстан", "Казахстан")]),
+        ("«Москва, как всегда, далеко»", [("Москва", "Москва")]),
+        # outside the quotes
+        ("В Грузии партия «Свободная страна» победила.", [("Грузия", "Грузии")]),
+        ("«Свободная страна» победила в Грузии.", [("Грузия", "Грузии")]),
+        # the quoted name is watched too: a name inside a watched name counts (inside_names)
+        ("Эфир «Эха Москвы» прервали.", [("Эхо Москвы", "Эха Москвы"), ("Москва", "Москвы")]),
+        ("Русская служба «Голоса Америки» сообщила.", [("Голос Америки", "Голоса Америки"), ("США", "Америки")]),
+    ],
+)
+def test_quoted_places_that_stay_mentions(text: str, expected: list[tuple[str, str]]) -> None:
+    assert _found(_places(), text) == expected
+
+
+def test_only_places_are_dropped_inside_quoted_names() -> None:
+    wl = Watchlist.compile([EntitySpec("Газпром"), EntitySpec("Пётр Гаранин", ("Гаранин",))])
+    assert _found(wl, "«Газпром нефть» отчиталась, фонд «Наследие Гаранина» тоже.") == [
+        ("Газпром", "Газпром"), ("Пётр Гаранин", "Гаранина")
+    ]

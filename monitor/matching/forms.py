@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymorphy3.analyzer import Parse
 
 __all__ = [
-    "LANGUAGES", "AliasForms", "alias_forms", "kazakh_forms", "morph", "phrase_forms", "split_alias",
+    "LANGUAGES", "AliasForms", "alias_forms", "is_place", "kazakh_forms", "morph", "phrase_forms", "split_alias",
     "translit_variants",
 ]  # fmt: skip
 
@@ -1005,6 +1005,15 @@ def kazakh_forms(af: AliasForms) -> set[str]:
     if af.kk_class is None:
         return set()
     return {s + e for s in af.kk_stems for e in endings(af.kk_class) - af.kk_exclude}
+
+
+def is_place(alias: str) -> bool:
+    """Whether a one-word alias is a place name: the dictionary knows it with a Geox reading (Грузия, США)."""
+    words = alias.split()
+    if len(words) != 1:
+        return False
+    w = words[0].lower().replace("ё", "е")
+    return _known(w) and any("Geox" in p.tag.grammemes for p in _parse(w))
 
 
 def phrase_forms(phrase: str) -> set[str]:

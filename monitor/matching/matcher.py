@@ -7,6 +7,7 @@ morphology was done when the watchlist was compiled (forms.py).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
@@ -24,7 +25,16 @@ from typing import Any
 import ahocorasick
 import regex
 
-from monitor.matching.forms import LANGUAGES, AliasForms, alias_forms, clear_caches, kazakh_forms, morph, phrase_forms
+from monitor.matching.forms import (
+    LANGUAGES,
+    AliasForms,
+    alias_forms,
+    clear_caches,
+    is_place,
+    kazakh_forms,
+    morph,
+    phrase_forms,
+)
 from monitor.matching.kazakh import KK_FOLD, KK_FOLDED, endings
 from monitor.matching.normalize import Normalized, normalize_parts
 from monitor.matching.people import split_people
@@ -185,6 +195,7 @@ class _Alias:
     one_word: bool = False  # a one-word non-person name (Европа in «Западной Европе» is another place)
     declining: frozenset[int] = frozenset()  # positions of the alias's words that decline
     noun: bool = False  # an ordinary noun (Конгресс): with a genitive plural after it, another name's head
+    place: bool = False  # a one-word place name (Грузия, США): in «Путь Грузии» part of another name
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +206,7 @@ class _Person:
     initials: frozenset[str]  # their first letters, upper case
     evidence_only: bool  # the bare surname is no mention: it needs a first name, initial, title
     others: frozenset[str] = frozenset()  # first-name forms of other persons of the surname (Алла Бут)
+    gender: str | None = None  # "masc"/"femn" when all the person's names agree: «Бут рассказала» is a woman
 
 
 @dataclass(slots=True)
@@ -335,6 +347,7 @@ class Watchlist:
                     one_word=len(af.alias.split()) == 1 and af.exact is None and person is None and not af.latin,
                     declining=af.declining,
                     noun=af.noun,
+                    place=person is None and af.person is None and is_place(af.alias),
                 )
             )
             for f in af.forms:
@@ -365,7 +378,9 @@ class Watchlist:
                 firsts = frozenset(_fold(f) for _a, af in people for f in af.first_forms)
                 initials = frozenset(_fold(af.person[0][0]).upper() for _a, af in people if af.person)
                 others = frozenset(_fold(f) for _a, af in strangers for f in af.first_forms) - firsts
-                person = _Person(firsts, initials, evidence_only=not s.surname_alone, others=others)
+                genders = {af.gender for _a, af in people}
+                gender = genders.pop() if len(genders) == 1 else None
+                person = _Person(firsts, initials, evidence_only=not s.surname_alone, others=others, gender=gender)
                 for alias, af in people:
                     assert af.person is not None
                     surnames.setdefault(_fold(af.person[1]), alias)
@@ -382,7 +397,9 @@ class Watchlist:
             if person is not None:
                 # A surname the user did not list alone still finds its person with an initial, a
                 # patronymic, a title or the full name nearby (О. Бектенов, Олжас Абаевич Бектенов).
-                quiet = _Person(person.first_forms, person.initials, evidence_only=True, others=person.others)
+                quiet = _Person(
+                    person.first_forms, person.initials, evidence_only=True, others=person.others, gender=person.gender
+                )
                 for sur, full in surnames.items():
                     if sur in listed:
                         continue
@@ -455,6 +472,8 @@ class Watchlist:
         excl: list[tuple[int, int, int]] | None = None
         ctx: set[int] | None = None
         people: _People | None = None
+        quotes: list[int] | None = None  # positions of the post's quote marks, once a place is hit
+        quoted: set[tuple[int, int, int, int]] | None = None  # places inside a quoted name of something
         if self._iter is not None:
             # The automaton runs over " " + the text with every non-word character made a space + " ",
             # and every key has a space on both sides: hits are whole words only (a Kazakh key is open
@@ -503,6 +522,13 @@ class Watchlist:
                             and _other_place(norm, low, start, end)
                         ):
                             continue  # Западная Европа, Южная Америка: another place
+                        if rule & _QUOTED:
+                            if quotes is None:
+                                quotes = [m.start() for m in _QUOTE_MARK.finditer(norm)]
+                            if quotes and _in_quoted_name(norm, quotes, start, stop):
+                                if quoted is None:
+                                    quoted = set()
+                                quoted.add((start, stop, ent, idx))
                         if not rule & _PERSON:
                             cands.append((start, stop, ent, idx))
                             continue
@@ -534,6 +560,14 @@ class Watchlist:
                         ctx.add(idx)
         if people is not None and people.bare:
             cands = people.settle(cands)
+        if quoted:
+            # A place inside a quoted name of something else («Путь Грузии», «Нафтогаз Украины») is
+            # no mention of the place, unless that name is watched too (then _emit's rule for names
+            # inside names decides, as for «Голос Америки»).
+            cands = [
+                c for c in cands
+                if c not in quoted or any(d[2] != c[2] and d[0] <= c[0] and c[1] <= d[1] for d in cands)
+            ]  # fmt: skip
         if self._regex_entities:
             self._run_regexes(norm, cands)
         if not cands:
@@ -705,7 +739,7 @@ def _cand_order(c: tuple[int, int, int, int]) -> tuple[int, int, int]:
     return (c[0], -c[1], c[2])
 
 
-_CASE, _PLACE, _PERSON = 1, 2, 4  # rule bits of a target: which checks its hits need
+_CASE, _PLACE, _PERSON, _QUOTED = 1, 2, 4, 8  # rule bits of a target: which checks its hits need
 
 
 def _rule_bits(a: _Alias) -> int:
@@ -717,6 +751,8 @@ def _rule_bits(a: _Alias) -> int:
         bits |= _PLACE
     if a.person is not None or a.full_person or a.latin:
         bits |= _PERSON
+    if a.place:
+        bits |= _QUOTED
     return bits
 
 
@@ -889,6 +925,49 @@ def _agreement(tag: Any) -> tuple[str, str]:
     return case, (str(tag.gender) if tag.number == "sing" else "plur")
 
 
+_QUOTE_MARK = re.compile("[«»„“”\"]")
+_QUOTE_OPEN = frozenset("«„“\"")
+_QUOTE_CLOSE = frozenset("»“”\"")
+_NAME_TOKEN = re.compile(r"\w+")
+_NOT_IN_NAMES = re.compile(r"[,;:!?—–]|\.\s")  # punctuation of a quoted sentence, not of a name
+_QUOTED_NAME_WORDS = 5  # more words than this in quotes make a quotation, not a name
+
+
+def _in_quoted_name(norm: str, quotes: list[int], start: int, end: int) -> bool:
+    """Whether a hit lies inside a quoted name that has other words too («Путь Грузии», «Tele2 Россия»).
+
+    A quoted name that is exactly the hit («Газпром») is the name itself; a quotation (a clause with
+    a verb, sentence punctuation, or more than five words: «Россия вернётся», — сказал он) is speech
+    that mentions the place.
+    """
+    i = bisect.bisect_left(quotes, start) - 1
+    j = bisect.bisect_left(quotes, end)
+    if i < 0 or j >= len(quotes):
+        return False
+    q, r = quotes[i], quotes[j]
+    if r - q > 120 or norm[q] not in _QUOTE_OPEN or norm[r] not in _QUOTE_CLOSE:
+        return False
+    if norm[q] in "“\"" and q and norm[q - 1].isalnum():
+        return False  # a closing quote: the hit is outside
+    if norm[r] in "“\"" and r + 1 < len(norm) and norm[r + 1].isalnum():
+        return False  # an opening quote after the hit
+    inner = norm[q + 1 : r]
+    if (not inner[:1].isupper() and not inner[:1].isdigit()) or _NOT_IN_NAMES.search(inner):
+        return False
+    words = _NAME_TOKEN.findall(inner)
+    if len(words) < 2 or len(words) > _QUOTED_NAME_WORDS:
+        return False
+    hit = set(_NAME_TOKEN.findall(norm[start:end]))
+    return any(w not in hit for w in words) and not any(_is_verb(w.lower()) for w in words)
+
+
+@lru_cache(maxsize=4096)
+def _is_verb(word: str) -> bool:
+    """Whether a word's likeliest reading is a verb (a quotation rather than a name)."""
+    parses = morph().parse(word)
+    return bool(parses) and parses[0].tag.POS in ("VERB", "INFN")
+
+
 # ---- persons -------------------------------------------------------------------------------------------
 
 _EVIDENCE, _BARE, _OTHER = 0, 1, 2
@@ -932,7 +1011,7 @@ class _People:
     ) -> tuple[int, int] | None:
         """The span of a surname hit with its first name or initials, or None for another person."""
         assert a.person is not None
-        verdict, s, e = _person_context(a.person, norm, start, end)
+        verdict, s, e = _person_context(a.person, norm, start, end, low[start:end] == a.base)
         if verdict == _OTHER:
             self.other.add(ent)
             return None
@@ -955,8 +1034,11 @@ class _People:
         return [c for i, c in enumerate(cands) if i not in drop] if drop else cands
 
 
-def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, int, int]:
-    """(verdict, start, end) for a surname hit: the words around it say which person it is."""
+def _person_context(p: _Person, norm: str, start: int, end: int, nominative: bool) -> tuple[int, int, int]:
+    """(verdict, start, end) for a surname hit: the words around it say which person it is.
+
+    ``nominative``: the hit is the surname as written (it may be the subject of the next word).
+    """
     m = _INIT_BEFORE.search(norm, max(0, start - 12), start)
     if m is not None and m.group(1).isupper() and (m.group(2) is None or m.group(2).isupper()):
         if _fold(m.group(1)) in p.initials:
@@ -991,9 +1073,27 @@ def _person_context(p: _Person, norm: str, start: int, end: int) -> tuple[int, i
         elif _is_first_name(word) and not (_opens_sentence(norm, ws) and _is_ordinary_word(word.lower())):
             # Мишель Обама, Владимир Белов, Ахмат-Хаджи Кадыров; not «Роман Толстого …» opening a sentence
             return _OTHER, start, end
+    if p.gender is not None and nominative:
+        # (only a nominative is a subject: «пресс-служба Кадырова заявила» is the service)
+        m = _NEXT_WORD.match(norm, end)
+        if m is not None and _past_gender(m.group(1).lower()) not in (None, p.gender):
+            return _OTHER, start, end  # «Бут рассказала»: the verb says a woman, the entity is a man
     if _titled(norm, start):
         return _EVIDENCE, start, end
     return _BARE, start, end
+
+
+@lru_cache(maxsize=4096)
+def _past_gender(word: str) -> str | None:
+    """The gender of a singular past-tense verb (рассказала: "femn", заявил: "masc"), else None."""
+    parses = morph().parse(word)
+    if not parses or parses[0].tag.POS != "VERB":
+        return None
+    genders = {str(p.tag.gender) for p in parses if p.tag.POS == "VERB" and p.tag.tense == "past"}
+    if len(genders) != 1:
+        return None
+    g = genders.pop()
+    return g if g in ("masc", "femn") else None
 
 
 def _prev_word(norm: str, pos: int) -> tuple[int, str] | None:
