@@ -60,7 +60,10 @@ async def backfill_channel(
     try:
         return await _run(settings, channel, since, limit, alert, bar)
     except (SQLAlchemyError, OSError) as exc:  # e.g. the database cannot be reached: one line, exit 1
-        return 1, f"backfill failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        from monitor.runtime import database_problem
+
+        line = database_problem(exc, settings.database.url)
+        return 1, line or f"backfill failed: {type(exc).__name__}: {exc}".splitlines()[0]
     finally:
         bar.close()
 
@@ -133,7 +136,7 @@ async def _queue_and_watch(settings: Settings, key: str, pid: int | None, *, sin
     try:
         req = await backfill_queue.queue_backfill(engine, key, since=since, limit=limit, alert=alert)
         who = f"process {pid}" if pid else "another process"
-        print(f"the service ({who}) holds the Telegram session: backfill of {key} queued as request #{req}; "
+        print(f"the service ({who}) is running here: backfill of {key} queued as request #{req}; "
               f"it runs there (Ctrl-C stops watching, not the backfill)", file=sys.stderr)
         bar = tqdm(total=None, unit=" posts", desc=f"backfill {key} (service)", disable=not progress,
                    leave=False, dynamic_ncols=True)
