@@ -459,6 +459,11 @@ async def test_the_service_serves_the_dashboard_and_stops_it(filled: Filled) -> 
             r = await c.get(f"http://127.0.0.1:{port}/mentions", headers={"accept": "text/html"})
             assert r.status_code == 200 and total_on(r.text) > 0
         assert start_in_service(settings, engine, lambda coro, name: coro.close()) is None  # port taken
+        # a reload: the entities shown are the new ones (the address and token stay)
+        server.use_settings(replace(settings, entities=settings.entities[:1]))
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"http://127.0.0.1:{port}/entities", headers={"accept": "text/html"})
+            assert r.text.count("нет в конфигурации") == len(settings.entities) - 1
         server.stop()
         await asyncio.wait_for(tasks[0], 10)
     finally:

@@ -135,9 +135,11 @@ def create_app(settings: Settings, engine: AsyncEngine, *, token: str | None = N
         log.warning("dashboard: database error on %s: %s", request.url.path, redact(reason))
         return error_page(dash, request, 503, redact(f"database error: {reason}"))
 
-    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)], exception_handlers={
+    app = Starlette(routes=routes, middleware=[Middleware(Guard, token=token)], exception_handlers={
         HTTPException: http_error, ArchiveError: archive_error, SQLAlchemyError: database_error,
     })
+    app.state.dashboard = dash  # DashboardServer.use_settings() swaps the settings after a reload
+    return app
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -120,6 +120,15 @@ class DashboardServer:
             if own:
                 await engine.dispose()
 
+    def use_settings(self, settings: Settings) -> None:
+        """After a configuration reload (SIGHUP in ``tgmonitor run``): entities, channels and alert destinations
+        shown from now on are the new ones. The address and the token stay those the server started with."""
+        self.settings = settings
+        if self._server is not None:
+            app = self._server.config.app
+            app.state.dashboard.settings = settings
+            app.state.dashboard.forms.clear()
+
     def stop(self) -> None:
         """Ask the server to finish its requests and stop (serve() then returns)."""
         if self._server is not None:
