@@ -67,10 +67,11 @@ _LANG_TITLES = {"ru": "Russian forms", "kk": "Kazakh forms", "en": "English form
 def explain_text(watchlist: Watchlist, name: str) -> str:
     """Human-readable list of the surface forms generated for one entity, by language (``--explain``)."""
     forms = watchlist.explain_forms(name)
+    key = name.casefold()
     spec = next(
-        (s for s in watchlist.entities.values() if s.id == name or s.name.casefold() == name.casefold()),
+        (s for s in watchlist.entities.values() if s.id == name or s.name.casefold() == key),
         None,
-    )
+    ) or next((s for s in watchlist.entities.values() if any(a.casefold() == key for a in s.aliases)), None)
     lines = [f"{spec.name} (id: {spec.id})" if spec else name]
     for alias, by_lang in forms.items():
         lines.append(f"  {alias}  ({sum(map(len, by_lang.values()))} forms)")
@@ -133,7 +134,7 @@ def match_command(ctx: click.Context, watchlist_path: Path | None, explain: str 
         try:
             click.echo(explain_text(watchlist, explain))
         except KeyError:
-            click.echo(f"no entity named {explain!r} in {path}", err=True)
+            click.echo(f"no entity named {explain!r} (name, alias or id) in {path}", err=True)
             raise SystemExit(2) from None
         return
     match_lines(watchlist, input_file, sys.stdout, sys.stderr)

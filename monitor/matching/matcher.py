@@ -690,6 +690,8 @@ class Watchlist:
                 (e for e in self._entities if e.spec.name.casefold() == key or entity_id(name_or_id) == e.spec.id),
                 None,
             )
+        if found is None:  # an alias names its entity too, as in every command's --entity
+            found = next((e for e in self._entities if any(a.casefold() == key for a in e.spec.aliases)), None)
         if found is None:
             raise KeyError(name_or_id)
         # Recomputed on demand rather than kept: the forms of 10,000 entities would cost tens of MB.
