@@ -91,8 +91,10 @@ def test_cli_explain_and_bad_watchlist(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["match", "--watchlist", str(wl), "--explain", "Росатом"])
     assert res.exit_code == 0 and "росатомом" in res.stdout
+    res = runner.invoke(main, ["match", "--watchlist", str(wl), "--explain", "Tokayev"])  # an alias names it too
+    assert res.exit_code == 0 and res.stdout.startswith("Токаев (id:") and "токаевым" in res.stdout
     res = runner.invoke(main, ["match", "--watchlist", str(wl), "--explain", "Нет такого"])
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "name, alias or id" in res.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[[entities]]\nname = "X"\nregex = "(unclosed"\n', encoding="utf-8")
     res = runner.invoke(main, ["match", "--watchlist", str(bad)], input="")
