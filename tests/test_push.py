@@ -532,3 +532,17 @@ async def test_status_shows_latency_and_posts_push_missed(env: Env, tmp_path: Pa
     assert head.split()[8:11] == ["P50", "P95", "MISSED"]
     at = head.index("MISSED")
     assert row.split()[0] == "@stat_news" and row[at:].split()[0] == "1"
+
+
+def test_imported_posts_record_their_arrival(write_config: Any, sqlite_url: str) -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli import main
+    from tests.service_helpers import q
+
+    cfg = write_config('[[entities]]\nname = "Росатом"\n', sqlite_url)
+    data = Path(__file__).parent / "data" / "export_single.json"
+    r = CliRunner().invoke(main, ["--config", str(cfg), "import", str(data), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    assert q(db, "select arrival, count(*), count(seen_at) from posts group by arrival") == [("import", 9, 9)]

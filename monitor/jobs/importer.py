@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from monitor import models as m
 from monitor.config import Settings, parse_channel_ref
-from monitor.ingest import AlertRule, Prepared
+from monitor.ingest import AlertRule, Arrival, Prepared
 from monitor.jobs.redate import redate_posts
 from monitor.logs import event
 from monitor.posts import Post
@@ -164,7 +164,7 @@ class ImportJob:
                 assert row is not None
                 if posts:
                     res = await self.rt.ingestor.ingest(row, posts, rule=self.rule, seen=len(posts) + skipped,
-                                                        prepared=await prepared)
+                                                        prepared=await prepared, arrival=Arrival("import"))
                     current.posts += len(posts)
                     current.new += res.new
                     current.edited += res.edited
