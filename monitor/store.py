@@ -560,13 +560,11 @@ async def _insert_posts(s: AsyncSession, rows: list[dict[str, object]]) -> dict[
     drv = await _driver(s)
     if dialect.name == "sqlite":
         # This transaction holds SQLite's write lock (save_batch writes first), so no one else can take
-        # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING,
-        # which sqlite3's executemany cannot give back.
+        # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING.
         top = (await s.execute(text("SELECT coalesce(max(id), 0) FROM posts"))).scalar_one()
         values = _driver_rows(dialect, table, columns, (r.values() for r in rows))
-        params = [(top + i + 1, *v) for i, v in enumerate(values)]
-        sql = f"INSERT INTO posts (id, {_quote(columns)}) VALUES ({', '.join('?' * (len(columns) + 1))})"
-        await (await drv.executemany(sql, params)).close()
+        await fulltext.sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})",
+                                     [(top + i + 1, *v) for i, v in enumerate(values)])
         return {int(r["message_id"]): top + i + 1 for i, r in enumerate(rows)}  # type: ignore[call-overload]
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
     # COPY into a temporary table (ON COMMIT DELETE ROWS: empty again after every batch), then one
@@ -591,8 +589,7 @@ async def _insert_matches(s: AsyncSession, rows: list[tuple[object, ...]]) -> No
     values = _driver_rows(dialect, table, MATCH_COLUMNS, rows)
     drv = await _driver(s)
     if dialect.name == "sqlite":
-        sql = f"INSERT INTO matches ({_quote(MATCH_COLUMNS)}) VALUES ({', '.join('?' * len(MATCH_COLUMNS))})"
-        await (await drv.executemany(sql, values)).close()
+        await fulltext.sqlite_insert(drv, f"INSERT INTO matches ({_quote(MATCH_COLUMNS)})", values)
         return
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
     await drv.copy_records_to_table("matches", records=values, columns=list(MATCH_COLUMNS))
