@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from telethon import errors
 from telethon.tl import functions, types
 
@@ -43,10 +43,11 @@ from monitor import models as m
 from monitor.accounts import registry
 from monitor.accounts.assign import AccountSlot, ChannelNeed, assign
 from monitor.accounts.registry import ACTIVE, BANNED, DEAD, LIMITED, UNREACHABLE, Fact, Known
+from monitor.budget import Deferred
 from monitor.config import ChannelConfig, account_rate, account_settings
 from monitor.jobs.base import PollReport, Progress, SessionDead
 from monitor.jobs.telethon import TelethonJobs
-from monitor.jobs.telethon_base import ChannelRows, SystemClock, build_budget
+from monitor.jobs.telethon_base import RESOLVE, ChannelRows, SystemClock, build_budget
 from monitor.logs import event
 from monitor.sources.telethon import (
     NETWORK_ERRORS,
@@ -211,6 +212,18 @@ class AccountJobs(TelethonJobs):
                     r.access_hash = self.pool.access_hash(self.account, r.id)
         return rows
 
+    async def _resolve(self, cfg: ChannelConfig, *, wait_floods: bool = False) -> ChannelInfo:
+        """As usual, but a poll never waits for a resolution token: a channel this account must resolve first
+        (one taken over from another account, whose access hash is no use here) is deferred to a later cycle
+        instead, so that a failover of hundreds of channels never holds up the account's own polls. Telegram
+        punishes quick resolves hardest: they go at the budget's resolve rate, a few a cycle."""
+        if not wait_floods:
+            kind = RESOLVE if cfg.username else "GetChannelsRequest"
+            wait = self.budget.wait_time(kind)
+            if wait > 0:
+                raise Deferred(kind, self.budget.clock() + wait, wait)
+        return await super()._resolve(cfg, wait_floods=wait_floods)
+
     async def _adopt(self, cfg: ChannelConfig, row: m.Channel | None, info: ChannelInfo) -> m.Channel:
         stored = await super()._adopt(cfg, row, info)
         self.pool.learned(self.account, stored.id, Fact(readable=True, access_hash=info.access_hash))
@@ -291,8 +304,17 @@ class AccountJobs(TelethonJobs):
             for rid in self.pool.joined_channels(self.account):
                 if rid not in facts:
                     facts[rid] = Fact(joined=False)
+        fresh = [rid for rid, f in facts.items() if f.joined and not self.pool.is_joined(self.account, rid)]
         for rid, f in facts.items():
             self.pool.learned(self.account, rid, f)
+        if fresh:
+            # a channel marked unavailable because no account read it (a private one) that this account turns out
+            # to be in: read it now, not at the unavailable retry hours later
+            async with self.store.sessions.begin() as s:
+                for i in range(0, len(fresh), 900):
+                    await s.execute(update(m.Channel).where(m.Channel.id.in_(fresh[i:i + 900]),
+                                                            m.Channel.status == "unavailable")
+                                    .values(not_before=None))
         self.synced_at = self.clock.monotonic()
         event(log, logging.INFO, "dialogs read", account=self.account, joined=len(joined),
               configured_joined=sum(1 for f in facts.values() if f.joined))
@@ -470,6 +492,13 @@ class AccountPool:
         st.state, st.reason, st.retry_at, st.strikes = ACTIVE, None, None, 0
         await registry.set_state(self.store.engine, name, ACTIVE)
         event(log, logging.INFO, "account back", account=name, was=was)
+        mine = self.joined_channels(name)
+        if mine:
+            # a channel only this account reads (private) was marked unavailable while it was out: read it now,
+            # not at the unavailable retry hours later
+            async with self.store.sessions.begin() as s:
+                await s.execute(update(m.Channel).where(m.Channel.id.in_(mine[:900]), m.Channel.status == "unavailable")
+                                .values(not_before=None))
         try:
             await health.close_incidents(self.store.engine, ACCOUNT_DOWN, subjects=[f"Telegram account {name}"])
         except Exception as exc:
@@ -522,6 +551,31 @@ class AccountPool:
         except Exception as exc:  # a failed sync only means "not learned now": polling goes on
             job.synced_at = self.clock.monotonic()
             event(log, logging.WARNING, "dialogs not read", account=job.account, error=f"{type(exc).__name__}: {exc}")
+
+    async def _probe_returning(self) -> None:
+        """Accounts out whose time to be tried again has come: connect (one request for a dead or banned one, whose
+        client is made afresh from its session) before the plan is made, so that a returning account gets its
+        channels in this very cycle — and a channel only it reads, marked unavailable meanwhile, at once."""
+        due = [n for n, st in self.status.items() if st.state != ACTIVE and self.usable(n)]
+
+        async def one(name: str) -> BaseException | None:
+            job = self.jobs[name]
+            try:
+                async with job.lock:
+                    await job._open()
+            except (SessionDead, TelegramUnreachable) as exc:
+                return exc
+            except NETWORK_ERRORS as exc:
+                return TelegramUnreachable(network_reason(exc))
+            except errors.RPCError as exc:
+                return SessionDead(f"Telegram refused the connection: {exc.message}")
+            return None
+
+        for name, err in zip(due, await asyncio.gather(*(one(n) for n in due)), strict=True):
+            if err is None:
+                await self._up(name)
+            else:
+                await self._down(name, err, 0)
 
     async def _sync_all(self, rows: ChannelRows) -> bool:
         """Read the dialogs of every usable account whose sync is due (all at once, each under its lock), so that
@@ -576,6 +630,7 @@ class AccountPool:
         """Poll ``channels``, each with the account the plan gives it, every account at the same time; an
         account that fails hands its channels to the others within this call (see the module docstring)."""
         await self._load()
+        await self._probe_returning()
         rows = await self._ensure_rows(channels, await self._channel_rows())
         if await self._sync_all(rows):
             rows = await self._channel_rows()  # a sync may have told the ids of channels known by name only

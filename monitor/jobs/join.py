@@ -75,6 +75,12 @@ class Member:
     def label(self) -> str:
         return self.name or "the account"
 
+    def full(self, per_account: int) -> str:
+        """Why it has no room (when it has none)."""
+        if len(self.channels) >= MAX_JOINED:
+            return f"in {len(self.channels)} channels, Telegram's cap is {MAX_JOINED}"
+        return f"joined {self.joined_now} in this run (--max {per_account})"
+
     def room(self, per_account: int) -> int:
         if self.stopped:
             return 0
@@ -179,7 +185,7 @@ async def join_channels(
                 continue
             ready = [mb for mb in members if mb.room(per_account) > 0]
             if not ready:
-                why = "; ".join(f"{mb.label}: {mb.stopped or 'no room'}" for mb in members)
+                why = "; ".join(f"{mb.label}: {mb.stopped or mb.full(per_account)}" for mb in members)
                 done(JoinResult(f"@{username}", None, "skipped", f"no account may join more now ({why})"))
                 continue
             mb = max(ready, key=lambda x: (MAX_JOINED - len(x.channels), -(names.index(x.name))))
