@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from monitor import models as m
+from monitor.config import to_async_url
 from monitor.db import create_engine
 from monitor.fulltext import lemmatize, text_hash
 from monitor.ingest import AlertRule, Ingestor, analyse
@@ -101,12 +102,12 @@ async def test_matches_index_and_rollup_written_in_bulk(runtime) -> None:
     assert (again.new, again.unchanged, again.matches) == (0, 300, 0)
 
 
-async def test_two_writers_of_one_channel_do_not_collide(runtime) -> None:
+async def test_two_writers_of_one_channel_do_not_collide(runtime, db_url: str) -> None:
     """Two processes storing the same page at once (an import beside the service): one stores it, the
     other finds it stored. The batch's first statement takes the write lock, so neither fails."""
     rt = runtime
     ch = await rt.store.upsert_channel(username="race_ch", source="web")
-    other_engine = create_engine(str(rt.engine.url.render_as_string(hide_password=False)))
+    other_engine = create_engine(to_async_url(db_url))  # a second process's engine on the same database
     try:
         other = Ingestor(Store(other_engine), rt.watchlist, workers=0)
         posts = [Post(message_id=i, date=T0 + timedelta(minutes=i), text=f"Пост {i} про Росатом")
