@@ -155,6 +155,7 @@ class PushReceiver:
         self.gap_delay = gap_delay
         self.clock = jobs.clock
         self.watched: dict[int, Watched] = {}  # by channel id
+        self._by_key: dict[str, Watched] = {}  # the same, by configured key
         self.queue: asyncio.Queue[tuple[str, Any, datetime]] = asyncio.Queue()
         self.albums: dict[tuple[int, int], _Album] = {}
         self.stats = PushStats()
@@ -200,7 +201,7 @@ class PushReceiver:
     def interval(self, key: str) -> int:
         """The poll interval ``key`` should have now: the reconcile interval while push covers it."""
         s = self.jobs.rt.settings  # the settings in force (a reload replaces them)
-        w = next((w for w in self.watched.values() if w.key == key), None)
+        w = self._by_key.get(key)
         if w is not None and w.mode == PUSH:
             return s.schedule.reconcile_interval
         cfg = self.channels().get(key)
@@ -208,7 +209,7 @@ class PushReceiver:
 
     def mode(self, key: str) -> str:
         """``push``, ``fallback`` or ``poll`` (not joined, or not probed yet)."""
-        w = next((w for w in self.watched.values() if w.key == key), None)
+        w = self._by_key.get(key)
         return w.mode if w is not None else POLL
 
     # ------------------------------------------------------------------ what arrives from Telethon
@@ -385,6 +386,7 @@ class PushReceiver:
             if tg_id not in fresh and w.mode != POLL:
                 self.listener.mode_changed(w.key, POLL)
         self.watched = fresh
+        self._by_key = {w.key: w for w in fresh.values()}
 
     # ------------------------------------------------------------------ health
 

@@ -119,11 +119,13 @@ class WebPace:
     """Adaptive intervals of the web channels (see the module docstring): the posting rate each poll sees."""
 
     rates: dict[str, float] = field(default_factory=dict)
+    version: int = 0  # moves whenever a rate changes (the service's cached plan is stale then)
     _plan: tuple[object, dict[str, float]] | None = None  # (what it was computed from, the plan)
 
     def observe(self, key: str, page: WebPage, now: datetime) -> None:
         """A poll read ``page`` (the newest one) of channel ``key``."""
         self.rates[key] = posting_rate([p.date for p in page.posts], now)
+        self.version += 1
         self._plan = None
 
     def intervals(self, channels: Mapping[str, ChannelConfig], interval: int, min_interval: int,
