@@ -60,6 +60,10 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
         elif path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             _create_private(path)
+            # mode=rw: SQLite never creates the file itself. The file is created above, once; a connection
+            # opened after someone deleted it fails instead of silently starting a new, empty database.
+            url = u.set(database="file:" + quote(str(path.resolve())),
+                        query={**u.query, "mode": "rw", "uri": "true"}).render_as_string(hide_password=False)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -8,12 +8,16 @@ that lasts a week still alerts once, and alerts again only if it comes back afte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -22,7 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from monitor import models as m
 from monitor.alerts.outbox import enqueue_operator_alert
 from monitor.config import ChannelConfig, Settings
-from monitor.db import is_sqlite, sessionmaker
+from monitor.db import database_now, is_sqlite, sessionmaker
+from monitor.leases import owner_name
+from monitor.lock import lock_path
 from monitor.logs import event
 from monitor.models import now
 
@@ -34,8 +40,11 @@ COUNT_GAP = "count_gap"
 POLL_GAP = "poll_gap"
 DESTINATION_FAILING = "destination_failing"
 TELEGRAM_UNREACHABLE = "telegram_unreachable"
+DATABASE_WRITES = "database_writes_failing"
 
 FAILING_FOR = timedelta(hours=1)
+#: the running service writes its heartbeat at least this often (monitor/service/dbwatch.py checks its writes)
+HEARTBEAT_SECONDS = 10.0
 
 _TITLES = {
     CHANNEL_UNAVAILABLE: "tgmonitor: канал недоступен — {subject}",
@@ -44,6 +53,7 @@ _TITLES = {
     POLL_GAP: "tgmonitor: пропуск сообщений — {subject}",
     DESTINATION_FAILING: "tgmonitor: получатель не отвечает час — {subject}",
     TELEGRAM_UNREACHABLE: "tgmonitor: Telegram недоступен",
+    DATABASE_WRITES: "tgmonitor: база данных не принимает запись",
 }
 _BODIES = {
     CHANNEL_UNAVAILABLE: "Channel {subject} is unavailable: {detail}. It is retried rarely; the others go on.",
@@ -54,6 +64,8 @@ _BODIES = {
               "Telegram's newest message.",
     TELEGRAM_UNREACHABLE: "Telegram cannot be reached: {detail}. The Telethon channels wait; the web channels, "
                           "delivery and everything else go on.",
+    DATABASE_WRITES: "The database refuses writes: {detail}. Nothing new is stored or delivered until it "
+                     "accepts them again (free disk space, check permissions); polls retry and lose nothing.",
     DESTINATION_FAILING: "Alert destination {subject} has failed for more than an hour: {detail}. "
                          "Its alerts stay queued and are retried.",
 }
@@ -71,23 +83,24 @@ async def _lock_subject(s: AsyncSession, kind: str, subject: str) -> None:
 
 
 async def open_incident(engine: AsyncEngine, settings: Settings, kind: str, subject: str, detail: str,
-                        *, exclude_destinations: Iterable[str] = ()) -> bool:
+                        *, exclude_destinations: Iterable[str] = (), opened_at: datetime | None = None) -> bool:
     """Open an incident unless one is open for (kind, subject); the first opening queues one operator
-    alert per operator destination. True when it was opened now."""
+    alert per operator destination. True when it was opened now. ``opened_at``: when the problem began, if
+    it could only be recorded later (the database refused writes meanwhile)."""
     async with sessionmaker(engine).begin() as s:
         await _lock_subject(s, kind, subject)
         existing = (await s.execute(select(m.Incident).where(m.Incident.kind == kind, m.Incident.subject == subject,
                                                              m.Incident.closed_at.is_(None)))).scalars().first()
         if existing is not None:
             return False
-        inc = m.Incident(kind=kind, subject=subject[:256], detail=detail, opened_at=now(), notified=False)
+        inc = m.Incident(kind=kind, subject=subject[:256], detail=detail, opened_at=opened_at or now(),
+                         notified=False)
         s.add(inc)
         await s.flush()
         skip = set(exclude_destinations)
         # A failing destination is not told about itself (it would fail too); the other operators are.
         targets = dataclasses.replace(settings, alerts=tuple(a for a in settings.alerts if a.name not in skip))
-        title = _TITLES.get(kind, "tgmonitor: {subject}").format(subject=subject)
-        body = _BODIES.get(kind, "{subject}: {detail}").format(subject=subject, detail=detail)
+        title, body = incident_text(kind, subject, detail)
         dests = await enqueue_operator_alert(s, targets, title=title, body=body, key=f"incident:{inc.id}")
         inc.notified = bool(dests)
     event(log, logging.ERROR, "incident", kind=kind, subject=subject, detail=detail,
@@ -226,8 +239,8 @@ class ChannelStatus:
 
 async def status_snapshot(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
     """Everything ``tgmonitor status`` shows, as plain data."""
-    t = now()
     async with sessionmaker(engine)() as s:
+        t = await database_now(s)  # lease and heartbeat times are the database's (monitor.leases)
         rows = list((await s.execute(select(m.Channel).order_by(m.Channel.id))).scalars())
         counts = dict((await s.execute(select(m.Post.channel_id, func.count()).group_by(m.Post.channel_id))).all())
         outbox = dict((await s.execute(select(m.Alert.status, func.count()).group_by(m.Alert.status))).all())
@@ -277,3 +290,83 @@ async def database_gauges(engine: AsyncEngine) -> dict[str, Any]:
         chans = dict((await s.execute(select(m.Channel.status, func.count()).group_by(m.Channel.status))).all())
     return {"posts": int(posts), "matches": int(matches), "alerts": {k: int(v) for k, v in alerts.items()},
             "flood_waits": int(floods), "channels": {k: int(v) for k, v in chans.items()}}
+
+
+# --------------------------------------------------------------------------- the running service's own state
+
+
+def incident_text(kind: str, subject: str, detail: str) -> tuple[str, str]:
+    """The operator alert's title and body for an incident (also sent directly, when the outbox cannot be
+    written)."""
+    title = _TITLES.get(kind, "tgmonitor: {subject}").format(subject=subject)
+    body = _BODIES.get(kind, "{subject}: {detail}").format(subject=subject, detail=detail)
+    return title, body
+
+
+def state_path(settings: Settings) -> Path:
+    """The running service's state file: beside its session lock (``tgmonitor status`` reads it)."""
+    return lock_path(settings).with_name("tgmonitor.state")
+
+
+def write_service_state(settings: Settings, state: str, *, reason: str | None = None,
+                        since: datetime | None = None) -> bool:
+    """Record this process's state (``ok`` or ``degraded`` with the reason) for ``tgmonitor status``; best
+    effort (a full disk may refuse it too: status then still sees the stale database heartbeat)."""
+    path = state_path(settings)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    doc = {"pid": os.getpid(), "state": state, "reason": reason, "since": since.isoformat() if since else None}
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if state != "ok":
+            # A full disk refuses the content; an empty file (no data block needed) in place of the old "ok"
+            # still says that something is wrong.
+            with contextlib.suppress(OSError):
+                path.unlink()
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        return False
+
+
+def clear_service_state(settings: Settings) -> None:
+    """The service stopped: its state file goes."""
+    with contextlib.suppress(OSError):
+        state_path(settings).unlink()
+
+
+async def service_health(engine: AsyncEngine, settings: Settings, pid: int | None) -> dict[str, Any]:
+    """How the service holding the session lock (``pid``) is doing: ``ok`` or ``degraded`` with the reason.
+
+    Its own state file says why when it could write it; otherwise a database heartbeat older than the lease
+    time says that its writes are not getting through (the process is alive: it holds the lock)."""
+    if not pid:
+        return {"state": None, "reason": None, "since": None}
+    try:
+        raw = state_path(settings).read_text(encoding="utf-8")
+    except OSError:
+        raw = None
+    if raw is not None and not raw.strip():
+        return {"state": "degraded", "since": None,
+                "reason": "it could not even write its state file (a full disk?): see its log"}
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("pid") == pid and doc.get("state") == "degraded":
+        return {"state": "degraded", "reason": doc.get("reason"), "since": doc.get("since")}
+    async with sessionmaker(engine)() as s:
+        t = await database_now(s)
+        seen = (await s.execute(select(m.ServiceNode.seen_at).where(
+            m.ServiceNode.owner == owner_name(lock_path(settings)), m.ServiceNode.pid == pid))).scalar_one_or_none()
+    # a running service writes its heartbeat every HEARTBEAT_SECONDS (its database check) at the least
+    if seen is not None and t - seen > timedelta(seconds=3 * HEARTBEAT_SECONDS):
+        age = int((t - seen).total_seconds())
+        return {"state": "degraded", "since": seen.isoformat(),
+                "reason": f"its database heartbeat is {age} s old: its writes are not getting through"}
+    return {"state": "ok", "reason": None, "since": None}

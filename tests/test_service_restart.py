@@ -87,7 +87,7 @@ def test_second_process_is_refused_and_backfill_is_queued_for_the_service(tmp_pa
                         capture_output=True, text=True, timeout=60)
     assert st.returncode == 0, st.stderr
     doc = json.loads(st.stdout)
-    assert doc["service"] == {"running": True, "pid": p.p.pid}
+    assert doc["service"] == {"running": True, "pid": p.p.pid, "state": "ok", "reason": None, "since": None}
     (ch,) = doc["channels"]
     assert ch["channel"] == "@svc_lock" and ch["posts"] == 30 and ch["cursor"] == 31 and ch["status"] == "active"
     assert ch["last_poll"] is not None and ch["lag_seconds"] is not None and ch["lease_owner"]

@@ -13,17 +13,19 @@ from monitor.cli.app import CliState, main, pass_state, run
 
 async def collect_status(state_settings: Any) -> dict[str, Any]:
     """The snapshot plus whether a service holds the session lock (read-only: no migration, no write)."""
-    from monitor.health import status_snapshot
+    from monitor.health import service_health, status_snapshot
     from monitor.lock import holder, lock_path
     from monitor.runtime import open_reader
 
+    pid = holder(lock_path(state_settings))
     async with open_reader(state_settings) as engine:
         snap = await status_snapshot(engine, state_settings)
         await _configured_sources(engine, state_settings, snap)
         await _arrivals(engine, snap)
         await _accounts(engine, snap)
-    pid = holder(lock_path(state_settings))
-    snap["service"] = {"running": pid is not None, "pid": pid or None}
+        # ok, or degraded with the reason (its database writes failing), for the running service
+        health = await service_health(engine, state_settings, pid)
+    snap["service"] = {"running": pid is not None, "pid": pid or None, **health}
     return snap
 
 
@@ -111,7 +113,9 @@ def _ago(seconds: int | None) -> str:
 def render_table(snap: dict[str, Any]) -> str:
     """The human form: a channel table, then outbox, incidents and services."""
     svc = snap["service"]
-    lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"]
+    lines = [f"service: {'running (pid ' + str(svc['pid']) + ')' if svc['running'] else 'not running here'}"
+             + (f" — DEGRADED: {svc.get('reason')}" + (f" (since {svc['since'][:19]})" if svc.get("since") else "")
+                if svc.get("state") == "degraded" else "")]
     leases = any(c.get("lease_owner") for c in snap["channels"])  # several processes share the channels
     accounts = any(c.get("account") for c in snap["channels"])  # several Telegram accounts share them
     head = ("CHANNEL", "SOURCE", "STATUS", "LAST POLL", "LAG", "POSTS", "CURSOR", "P50", "P95", "MISSED",

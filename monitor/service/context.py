@@ -71,18 +71,25 @@ class ServiceContext:
         self._warned: set[str] = set()
         #: the status line shown by systemd; the Service sets it to its status part's ``update``
         self.status_hook: Callable[[bool], None] = lambda force: None
+        #: a part met an error (the database watch checks at once when it is the database's)
+        self.db_failure_hook: Callable[[BaseException], None] = lambda exc: None
+        #: why the service is degraded (the database refuses writes), shown in the status line; None when well
+        self.degraded: str | None = None
+        #: what ``tgmonitor run`` exits with after a stop (a stop the service decided itself may be a failure)
+        self.exit_code = EXIT_OK
 
     # ------------------------------------------------------------------ scheduler jobs
 
     def add_job(self, fn: Callable[..., Awaitable[Any]], job_id: str, every: float, *, first: float = 0.0,
                 jitter: float | None = None, args: tuple[Any, ...] = (),
-                next_run: datetime | None = None) -> None:
-        """Run ``fn(*args)`` every ``every`` seconds (± ``jitter``), one instance at a time, missed runs
-        coalesced; the first run after ``first`` seconds or at ``next_run``. Replaces a job of that id."""
+                next_run: datetime | None = None, max_instances: int = 1) -> None:
+        """Run ``fn(*args)`` every ``every`` seconds (± ``jitter``), one instance at a time (unless the job
+        guards itself and asks for more), missed runs coalesced; the first run after ``first`` seconds or at
+        ``next_run``. Replaces a job of that id."""
         assert self.scheduler is not None
         self.scheduler.add_job(
             fn, IntervalTrigger(seconds=every, jitter=jitter or None, timezone="UTC"), args=args, id=job_id,
-            replace_existing=True, max_instances=1, coalesce=True, misfire_grace_time=None,
+            replace_existing=True, max_instances=max_instances, coalesce=True, misfire_grace_time=None,
             next_run_time=next_run or (now() + timedelta(seconds=first)))
 
     def remove_job(self, job_id: str) -> None:
@@ -129,6 +136,10 @@ class ServiceContext:
     def update_status(self, force: bool = False) -> None:
         """Refresh systemd's STATUS= line (at most every few seconds unless ``force``)."""
         self.status_hook(force)
+
+    def database_failed(self, exc: BaseException) -> None:
+        """Report an error a part met; when it is the database's, its writes are checked at once."""
+        self.db_failure_hook(exc)
 
     def warn_once(self, key: str, msg: str) -> None:
         """Log ``msg`` the first time ``key`` is seen."""

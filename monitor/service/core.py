@@ -35,6 +35,8 @@ from monitor.service.context import (
     ServiceContext,
     log,
 )
+from monitor.service.dbfile import missing_database
+from monitor.service.dbwatch import DatabaseWatch
 from monitor.service.delivery import Delivery
 from monitor.service.health import HealthKeeper
 from monitor.service.leasing import LeaseKeeper
@@ -63,6 +65,7 @@ class Service:
         self.delivery = Delivery(ctx, self.book)
         self.backfills = BackfillWorker(ctx, self.runners, self.link)
         self.health = HealthKeeper(ctx, self.book, self.link)
+        self.dbwatch = DatabaseWatch(ctx, self.book)
         self.reloader = Reloader(ctx, self.book, self.runners, self.poller, self.leaser)
         self.pusher = PushKeeper(ctx, self.book, self.runners, self.poller, self.link)
         self.poller.interval_hook = Pace(ctx, self.book, self.runners, self.pusher).interval
@@ -112,6 +115,11 @@ class Service:
 
     async def _serve(self) -> int:
         ctx = self.ctx
+        missing = missing_database(ctx.settings)
+        if missing is not None:
+            # never begin again with an empty archive because the file was deleted or moved away
+            event(log, logging.ERROR, missing)
+            return EXIT_FAILURE
         ctx.notifier.status("starting: migrating the database")
         try:
             async with open_runtime(ctx.settings) as rt:
@@ -140,6 +148,7 @@ class Service:
         s = ctx.settings
         if ctx.stop_event.is_set():
             return EXIT_OK
+        self.dbwatch.open(rt)
         if any(c.enabled and c.source == "telethon" for c in s.channels):
             ctx.notifier.status("starting: checking the Telegram session")
             authorised = await self.link.session_authorised(rt)
@@ -173,6 +182,7 @@ class Service:
         self.delivery.add_job()
         self.backfills.add_job()
         self.health.add_jobs()
+        self.dbwatch.add_job()
         self.poller.schedule_rereads()
         ctx.progress()
         n = len(self.book.channels)
@@ -181,7 +191,7 @@ class Service:
               owner=leases.owner, pid=os.getpid())
         await ctx.stop_event.wait()
         await self._shutdown()
-        return EXIT_OK
+        return ctx.exit_code
 
     # ------------------------------------------------------------------ signals
 
@@ -229,4 +239,5 @@ class Service:
         if ctx.scheduler is not None:
             ctx.scheduler.shutdown(wait=False)
         await self.runners.close_all()  # disconnects Telegram
+        self.dbwatch.close()
         event(log, logging.INFO, "stopped", seconds=round(time.monotonic() - t0, 1))

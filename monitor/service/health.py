@@ -59,6 +59,7 @@ class HealthKeeper:
                 ctx.metrics.set_database(**g)
             except Exception as exc:
                 event(log, logging.WARNING, "health check failed", error=str(exc))
+                ctx.database_failed(exc)
             self.update_status(force=True)
 
     async def housekeeping_job(self) -> None:
@@ -111,6 +112,8 @@ class HealthKeeper:
             return
         self._status_at = t
         parts = [f"polling {self.book.held} of {len(self.book.channels)} channels"]
+        if self.ctx.degraded:
+            parts.insert(0, f"DEGRADED: {self.ctx.degraded}")
         if self.ctx.last_poll:
             key, when, res = self.ctx.last_poll
             parts.append(f"last poll {key} {when:%H:%M:%S} {res}")

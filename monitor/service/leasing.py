@@ -100,6 +100,7 @@ class LeaseKeeper:
                 change = await book.leases.rebalance(book.row_ids.values(), book.polling)
             except Exception as exc:
                 event(log, logging.WARNING, "lease renewal failed", error=str(exc))
+                ctx.database_failed(exc)
                 return
             ctx.metrics.leased.set(len(change.held))
             if change.gained:

@@ -13,6 +13,7 @@ from monitor.jobs.base import PollReport, SessionDead, source_unreachable
 from monitor.lock import LockHeld, SessionLock, lock_path
 from monitor.logs import event
 from monitor.runtime import Runtime, open_runtime
+from monitor.service.dbfile import missing_database, remember
 
 # run --once logged as "monitor.service" before the split; kept so its log lines read as they did.
 log = logging.getLogger("monitor.service")
@@ -93,7 +94,13 @@ async def run_once(settings: Settings) -> int:
 
 
 async def _run_once(settings: Settings) -> int:
+    missing = missing_database(settings)
+    if missing is not None:
+        # a cycle must not begin again with an empty archive because the file was deleted or moved away
+        event(log, logging.ERROR, missing)
+        return EXIT_FAILURE
     async with open_runtime(settings) as rt:
+        remember(settings)
         try:
             cycle = await poll_all(rt)
         except SessionDead as exc:

@@ -136,7 +136,10 @@ class Poller:
         if job is None:
             # The trigger's own period is only a safety net (a trigger firing while a long cycle runs would only
             # be skipped): every cycle sets its successor's time itself.
-            ctx.add_job(self.cycle_job, job_id, CYCLE_SAFETY, args=(source,), next_run=when)
+            # Two instances allowed, the second returning at once while the first runs: a run the scheduler
+            # skipped for "maximum instances" would instead be rescheduled by the trigger alone (an hour later),
+            # undoing the time the running cycle sets for its successor.
+            ctx.add_job(self.cycle_job, job_id, CYCLE_SAFETY, args=(source,), next_run=when, max_instances=2)
         elif force or job.next_run_time is None or job.next_run_time > when:
             job.modify(next_run_time=when)
 
@@ -163,6 +166,8 @@ class Poller:
     async def cycle_job(self, source: str) -> None:
         """Poll every channel of ``source`` that is due, as one batch, and record the outcomes."""
         ctx, link = self.ctx, self.link
+        if source in self.running:
+            return  # the cycle running now sets its successor's time when it ends
         with ctx.track():
             if ctx.stopping or ctx.rt is None or self.book.leases is None or source in link.dead_sources:
                 return
@@ -215,6 +220,7 @@ class Poller:
                 return
             event(log, logging.ERROR, "poll failed", source=source, channels=len(cfgs),
                   error=f"{type(exc).__name__}: {exc}")
+            self.ctx.database_failed(exc)
             reports = [PollReport(channel=c.key, error=str(exc)) for c in cfgs]
         finally:
             book.polling.difference_update(ids)
@@ -267,6 +273,7 @@ class Poller:
                                 .values(last_poll_at=now()))
         except Exception as exc:
             event(log, logging.WARNING, "could not record the poll time", source=source, error=str(exc))
+            ctx.database_failed(exc)
         if total.alerts:
             ctx.wake(DRAIN_JOB)
         ctx.update_status()
