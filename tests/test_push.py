@@ -546,3 +546,47 @@ def test_imported_posts_record_their_arrival(write_config: Any, sqlite_url: str)
     assert r.exit_code == 0, r.output
     db = Path(sqlite_url.removeprefix("sqlite:///"))
     assert q(db, "select arrival, count(*), count(seen_at) from posts group by arrival") == [("import", 9, 9)]
+
+
+async def test_service_push_silent_polls_opens_an_incident_and_counts_the_miss(
+        tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import generate_latest
+
+    import monitor.service.push as service_push
+    from tests.service_helpers import InProcService, q
+    from tests.tme_server import alert_sink
+
+    monkeypatch.setattr(service_push, "PROBE_FIRST", 0.3)
+    monkeypatch.setattr(service_push, "PROBE_EVERY", 0.5)
+    server = FakeTelegram()
+    ch = server.add(5302, "svc_silent")
+    ch.post("старый пост")
+    db = tmp_path / "s.db"
+    with alert_sink() as (sink, port):
+        settings = make_settings(_service_config(db, port, ["svc_silent"], push=True))
+        async with InProcService(settings, server) as svc:
+            assert await svc.wait_cycles("telethon", 1, 60)
+            pusher = svc.service.pusher
+            r = pusher.receiver
+            assert r is not None
+            assert await _until(lambda: r.mode("@svc_silent") == PUSH, 20)
+            r.silent_after, r.grace = 0.0, timedelta(0)  # (the defaults: 120 s without updates, 20 s late)
+            server.push = False  # Telegram stops pushing: only the probe can tell
+            ch.post("Росатом: пост без обновления", date=datetime.now(UTC))
+            assert await _until(lambda: sink.count() == 1, 20)  # the probe found it, a poll fetched it
+            assert r.mode("@svc_silent") == FALLBACK
+            assert svc.service.poller.interval("@svc_silent") == 300
+            assert q(db, "select kind, subject, closed_at is null from incidents") == [("push_silent", "telegram", 1)]
+            assert await _until(lambda: r.stats.missed["@svc_silent"] == 1, 5)
+            await pusher._export()
+            text = generate_latest(svc.service.ctx.metrics.registry).decode()
+            assert 'tgmonitor_push_missed_posts_total{channel="@svc_silent"} 1.0' in text
+            assert 'tgmonitor_push_channels{mode="fallback"} 1.0' in text
+            server.push = True  # push works again: the next update brings the channel back
+            ch.post("Росатом: обновление снова пришло", date=datetime.now(UTC))
+            assert await _until(lambda: sink.count() == 2, 20)
+            assert await _until(lambda: r.mode("@svc_silent") == PUSH, 10)
+            assert await _until(lambda: q(db, "select count(*) from incidents where closed_at is null") == [(0,)], 10)
+        assert svc.task is not None and svc.task.result() == 0
+    assert q(db, "select message_id, arrival, push_missed from posts where message_id > 1 order by message_id") == [
+        (2, "poll", 1), (3, "push", 0)]
