@@ -51,6 +51,13 @@ def config_check(state: CliState) -> None:
     for line in entity_warnings(s.entities, str(s.path)):
         click.echo(f"warning: {line}", err=True)
     click.echo(f"alert destinations: {', '.join(a.name for a in s.alerts) or 'none'}")
+    if s.telegram.accounts:
+        from monitor.config import session_env
+
+        def where(a: Any) -> str:
+            return session_env(a.name) if a.session else str(a.session_file)
+
+        click.echo("telegram accounts: " + ", ".join(f"{a.name} ({where(a)})" for a in s.telegram.accounts))
     tg_needed = by_source.get("telethon", 0) > 0
     creds = bool(s.telegram.api_id and s.telegram.api_hash) or bool(s.telegram.client_factory)
     if tg_needed and not creds:
