@@ -68,6 +68,8 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24, now: datetime |
     delays: dict[str, list[float]] = {}
     ours: dict[str, list[float]] = {}
     for username, tg_id, date, seen_at, sent_at in rows:
+        if sent_at is None:  # (the query asks for sent ones only)
+            continue
         key = channel_key(username, tg_id)
         sent = _aware(sent_at)
         delays.setdefault(key, []).append(max(0.0, (sent - _aware(date)).total_seconds()))

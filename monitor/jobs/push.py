@@ -32,9 +32,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.engine import CursorResult
 from telethon import errors, events
 
 from monitor import models as m
@@ -341,8 +343,9 @@ class PushReceiver:
             if new > cursor:
                 async with store.sessions.begin() as s:
                     # compare-and-set: a poll that moved the cursor meanwhile wins, and we look again
-                    res = await s.execute(update(m.Channel).where(m.Channel.id == w.row_id, m.Channel.cursor == cursor)
-                                          .values(cursor=new, seen_count=m.Channel.seen_count + (new - cursor)))
+                    res = cast("CursorResult[Any]", await s.execute(
+                        update(m.Channel).where(m.Channel.id == w.row_id, m.Channel.cursor == cursor)
+                        .values(cursor=new, seen_count=m.Channel.seen_count + (new - cursor))))
                 if not res.rowcount:
                     continue
             if top > new:
@@ -408,7 +411,7 @@ class PushReceiver:
             batch = ws[i:i + PROBE_BATCH]
             peers = [src.peer(w.tg_id, w.access_hash) for w in batch]
             try:
-                state = await jobs._call(DIALOGS, lambda peers=peers: src.dialog_state(peers))
+                state = await jobs._call(DIALOGS, partial(src.dialog_state, peers))
             except (SessionDead, TelegramUnreachable):
                 raise
             except (Deferred, errors.RPCError) as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import update
@@ -168,7 +169,7 @@ class TelethonJobs(BackfillJobs, RereadJobs):
             batch = rows[i:i + DIALOG_BATCH]
             peers = [src.peer(r.tg_id or 0, r.access_hash or 0) for r in batch]
             try:
-                got, infos = await self._call(DIALOGS, lambda peers=peers: src.dialog_tops(peers))
+                got, infos = await self._call(DIALOGS, partial(src.dialog_tops, peers))
             except (SessionDead, TelegramUnreachable):
                 raise
             except (Deferred, errors.RPCError) as exc:
@@ -289,7 +290,7 @@ class TelethonJobs(BackfillJobs, RereadJobs):
         highest = fetch_from
         carry: list[Any] = []
         while True:
-            page = await self._call(HISTORY, lambda f=fetch_from: src.history_after(peer, f, PAGE))
+            page = await self._call(HISTORY, partial(src.history_after, peer, fetch_from, PAGE))
             if page.chat is not None:
                 row = await self._follow(row, page.chat)
             got = [x for x in page.messages if x.id > fetch_from]

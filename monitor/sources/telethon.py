@@ -140,7 +140,7 @@ def load_factory(spec: str) -> Callable[[Settings], TelegramClient]:
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise ClientSetupError(f"client_factory {spec!r}: {mod_name} has no function {func_name!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def make_client(settings: Settings, *, updates: bool = False) -> TelegramClient:
@@ -298,8 +298,8 @@ def watch_state_loss(client: TelegramClient, on_lost: Callable[[], None]) -> Non
     async def put(item: Any) -> None:  # catch_up(): an unbounded queue never waits, so this is Queue.put
         put_nowait(item)
 
-    queue.put_nowait = watched  # type: ignore[method-assign]
-    queue.put = put  # type: ignore[method-assign]
+    queue.put_nowait = watched
+    queue.put = put
 
 
 # --------------------------------------------------------------------------- messages → posts
