@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, literal_column, or_, select
+from sqlalchemy import ColumnClause, ColumnElement, Integer, Select, and_, cast, func, literal_column, or_, select
 from sqlalchemy import table as sa_table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -105,11 +105,11 @@ async def resolve_filters(conn: AsyncConnection, f: Filters) -> ResolvedFilters:
             by_key.setdefault(name.casefold(), eid)
         entity_ids = []
         for want in f.entities:
-            eid = by_key.get(want.strip().casefold())
-            if eid is None:
+            wanted = by_key.get(want.strip().casefold())
+            if wanted is None:
                 known = ", ".join(sorted(n for _, n in rows)[:20]) or "none stored yet"
                 raise ArchiveError(f"unknown entity {want!r}; known entities: {known}")
-            entity_ids.append(eid)
+            entity_ids.append(wanted)
     channel_ids: list[int] | None = None
     if f.channels:
         rows2 = (await conn.execute(select(m.Channel.id, m.Channel.username, m.Channel.title, m.Channel.tg_id))).all()
@@ -346,7 +346,8 @@ class SearchHit:
                 "rank": round(self.rank, 6), "snippet": self.snippet, "link": self.link}
 
 
-_PG_CONFIG = literal_column("'russian'")  # a literal, not a parameter: the GIN index is on this expression
+# a literal, not a parameter: the GIN index is on this expression
+_PG_CONFIG: ColumnClause[Any] = literal_column("'russian'")
 _PG_HEADLINE = ('MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … ", '
                 "StartSel=**, StopSel=**, HighlightAll=false")
 
@@ -396,7 +397,7 @@ def _parse_search(query: str) -> fulltext.ParsedQuery:
         raise ArchiveError(str(exc)) from None
 
 
-_FTS_REF = literal_column("posts_fts")
+_FTS_REF: ColumnClause[Any] = literal_column("posts_fts")
 
 
 def _found_posts(sqlite: bool, parsed: fulltext.ParsedQuery, r: ResolvedFilters, *cols: Any) -> Select[Any]:

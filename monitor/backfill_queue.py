@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
@@ -77,7 +78,7 @@ async def requeue_running(engine: AsyncEngine) -> int:
     async with sessionmaker(engine).begin() as s:
         res = await s.execute(update(m.BackfillRequest).where(m.BackfillRequest.status == "running")
                               .values(status="queued"))
-        return int(res.rowcount or 0)
+        return int(cast("CursorResult[Any]", res).rowcount or 0)
 
 
 async def watch(engine: AsyncEngine, request_id: int, show: Callable[[m.BackfillRequest], None], *,

@@ -106,7 +106,8 @@ async def database_now(conn: AsyncSession | AsyncConnection) -> datetime:
     """The database's clock (aware UTC): what every process sharing the database agrees on, whatever its own
     host's clock says (leases, rate limits). PostgreSQL's ``now()`` is the transaction's start; SQLite's is
     the host's clock, which is the one every process on that file shares anyway."""
-    if conn.bind.dialect.name == "sqlite":
+    dialect = conn.get_bind().dialect if isinstance(conn, AsyncSession) else conn.dialect
+    if dialect.name == "sqlite":
         raw = (await conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))).scalar_one()
         return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
     value = (await conn.execute(text("SELECT now()"))).scalar_one()

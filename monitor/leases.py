@@ -25,8 +25,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, text, true, update
+from sqlalchemy import CursorResult, delete, func, or_, select, text, true, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -80,7 +81,7 @@ class Leases:
             t = await database_now(s)
             res = await s.execute(update(m.ServiceNode).where(m.ServiceNode.owner == self.owner)
                                   .values(seen_at=t, pid=self.pid))
-            if not res.rowcount:
+            if not cast("CursorResult[Any]", res).rowcount:
                 s.add(m.ServiceNode(owner=self.owner, host=self.owner.rsplit(":", 1)[0], pid=self.pid,
                                     started_at=t, seen_at=t))
             live = (await s.execute(select(func.count()).select_from(m.ServiceNode)
@@ -143,7 +144,7 @@ class Leases:
                 res = await s.execute(update(m.Channel)
                                       .where(m.Channel.id == channel_id, m.Channel.lease_owner == self.owner)
                                       .values(lease_until=self._until(t)))
-                ok = bool(res.rowcount)
+                ok = bool(cast("CursorResult[Any]", res).rowcount)
         except DBAPIError:
             return None  # the row is busy (being written): skip this poll, the next one goes ahead
         if not ok:
@@ -186,7 +187,7 @@ class Leases:
         async with self.sessions.begin() as s:
             t = await database_now(s)
             res = await s.execute(delete(m.ServiceNode).where(m.ServiceNode.seen_at < t - older_than))
-            return int(res.rowcount or 0)
+            return int(cast("CursorResult[Any]", res).rowcount or 0)
 
 
 async def live_nodes(engine: AsyncEngine, ttl: float) -> list[m.ServiceNode]:

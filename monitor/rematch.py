@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -76,7 +77,7 @@ async def rematch(
                     old.setdefault(pid, set()).add((eid, start, end, surface, bool(in_preview)))
         last = posts[-1].id
 
-        def match_chunk(ps: list = posts) -> list[tuple[int, int, list[Match], list[Match]]]:  # type: ignore[type-arg]
+        def match_chunk(ps: Sequence[Any] = posts) -> list[tuple[int, int, list[Match], list[Match]]]:
             return [(p.id, p.version, watchlist.find(p.text) if p.text else [],
                      watchlist.find(p.link_preview) if previews and p.link_preview else []) for p in ps]
 

@@ -42,7 +42,7 @@ async def apply(session: AsyncSession, deltas: Mapping[Key, int]) -> None:
     rows = [{"entity_id": e, "channel_id": c, "day": d, "posts": n} for (e, c, d), n in deltas.items() if n]
     if not rows:
         return
-    ins = (sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert)(m.MentionDay)
+    ins = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert)(m.MentionDay)
     stmt = ins.on_conflict_do_update(index_elements=["entity_id", "channel_id", "day"],
                                      set_={"posts": m.MentionDay.posts + ins.excluded.posts})
     await session.execute(stmt, rows)

@@ -235,11 +235,11 @@ async def deliver_destination(
         if down is None:
             # The claim is renewed right before each message: a pass to a slow destination can outlast it, and
             # a row whose claim lapsed may have been taken over by another worker, which then sends it.
-            held = await outbox.renew_claim(engine, ids, worker)
-            if held != set(ids):
+            still = await outbox.renew_claim(engine, ids, worker)
+            if still != set(ids):
                 event(log, logging.WARNING, "alert claim lost before sending; left to the worker holding it",
-                      destination=dest.name, alerts=len(set(ids) - held))
-                await outbox.release(engine, [i for i in ids if i in held], worker)
+                      destination=dest.name, alerts=len(set(ids) - still))
+                await outbox.release(engine, [i for i in ids if i in still], worker)
                 continue
             # the destination's per-minute limit, shared by every process draining this database
             if not await ratelimit.take_slot(engine, dest.name, limit, at=at):

@@ -16,9 +16,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -232,10 +232,10 @@ class OutboxPlanner:
         fresh = [o for o in session.new if isinstance(o, m.Alert)]
         await session.flush()  # the new alerts get their ids, and from them their codes
         await _assign_codes(session, fresh)
-        rows = [{"destination": dn, "channel_id": channel.id, "message_id": msg, "entity_id": e, "alert_id": a.id}
-                for a, dn, msg, e in links]
-        for i in range(0, len(rows), 1000):
-            await session.execute(insert(m.AlertEntity), rows[i:i + 1000])
+        link_rows = [{"destination": dn, "channel_id": channel.id, "message_id": msg, "entity_id": e,
+                      "alert_id": a.id} for a, dn, msg, e in links]
+        for i in range(0, len(link_rows), 1000):
+            await session.execute(insert(m.AlertEntity), link_rows[i:i + 1000])
         return created
 
     def _same_story(self, sp: SavedPost, p: _Prior) -> bool:
@@ -354,7 +354,7 @@ async def _enqueue_operator(s: AsyncSession, dests: list[AlertDestination], titl
         rows.append({"dedupe_key": dk, "code": PENDING_CODE, "destination": d.name, "kind": OPERATOR,
                      "entity_ids": [], "also_in": [], "title": title, "body": body, "status": PENDING,
                      "attempts": 0, "next_attempt_at": t, "created_at": t})
-    ins = (postgresql.insert(m.Alert) if s.bind.dialect.name == "postgresql" else sqlite.insert(m.Alert))
+    ins = (postgresql.insert(m.Alert) if s.get_bind().dialect.name == "postgresql" else sqlite.insert(m.Alert))
     res = await s.execute(ins.values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
                           .returning(m.Alert.id))
     ids = [int(i) for i in res.scalars()]  # only the rows inserted now (a repeated key returns nothing)
@@ -366,7 +366,7 @@ async def _enqueue_operator(s: AsyncSession, dests: list[AlertDestination], titl
 # --------------------------------------------------------------------------- claim / mark / retry
 
 
-def _claimable(destination: str, at: datetime) -> list:  # type: ignore[type-arg]
+def _claimable(destination: str, at: datetime) -> list[Any]:
     return [m.Alert.destination == destination, m.Alert.status == PENDING, m.Alert.next_attempt_at <= at,
             or_(m.Alert.claimed_until.is_(None), m.Alert.claimed_until < at)]
 
@@ -439,7 +439,7 @@ async def mark_sent(engine: AsyncEngine, ids: Sequence[int], worker: str, sent_a
         res = await s.execute(update(m.Alert).where(m.Alert.id.in_(list(ids)), m.Alert.claimed_by == worker)
                               .values(status=SENT, sent_at=sent_at, attempts=m.Alert.attempts + 1, last_error=None,
                                       claimed_by=None, claimed_until=None))
-        return int(res.rowcount or 0)
+        return int(cast("CursorResult[Any]", res).rowcount or 0)
 
 
 async def mark_failed_attempt(

@@ -12,8 +12,9 @@ pass (what was done before) let two services each see the whole allowance free a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -59,11 +60,11 @@ async def take_slot(engine: AsyncEngine, destination: str, limit: int, *, at: da
             state = await _read(s, destination)
             if state is None:
                 # the destination's first message: create its row (a concurrent creator wins, we look again)
-                ins = postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert
+                ins = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
                 res = await s.execute(ins(m.DestinationRate).values(
                     destination=destination, sends=[t.isoformat()], version=1)
                     .on_conflict_do_nothing(index_elements=["destination"]))
-                if res.rowcount:
+                if cast("CursorResult[Any]", res).rowcount:
                     return True
                 continue
             sends, version = state
@@ -74,7 +75,7 @@ async def take_slot(engine: AsyncEngine, destination: str, limit: int, *, at: da
                                   .where(m.DestinationRate.destination == destination,
                                          m.DestinationRate.version == version)
                                   .values(sends=[*recent, t.isoformat()], version=version + 1))
-            if res.rowcount == 1:
+            if cast("CursorResult[Any]", res).rowcount == 1:
                 return True
         # another process took a slot between our read and our write: read again
     return False

@@ -132,7 +132,7 @@ class LazyGroup(click.Group):
             cmd = self.commands.get(name)
             if cmd is not None and cmd.hidden:
                 continue
-            text = cmd.get_short_help_str(limit) if cmd is not None else make_default_short_help(
+            text = cmd.get_short_help_str(limit) if cmd is not None else make_default_short_help(  # type: ignore[operator]
                 COMMANDS[name][1], limit)
             rows.append((name, text))
         with formatter.section("Commands"):

@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,7 +89,7 @@ async def page_posts(engine: AsyncEngine, post_ids: Sequence[int], *, limit: int
     by_tg = {g: cid for cid, (_u, _t, g) in chans.items() if g is not None}
     by_hash: dict[str, list[int]] = {}
     for h, cid in same:
-        by_hash.setdefault(h, []).append(cid)
+        by_hash.setdefault(cast(str, h), []).append(cid)
     out: dict[int, PagePost] = {}
     for p in page:
         others = list(by_hash.get(p.text_hash, [])) if p.text_hash else []
@@ -214,7 +215,7 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency
     record ``seen_at``, also seen → sent: the part of the delay that is ours rather than the poll's."""
     since = datetime.now(UTC) - timedelta(hours=hours)
     seen = has_seen_at()
-    cols = [m.Channel.username, m.Channel.title, m.Channel.tg_id, m.Post.date, m.Alert.sent_at]
+    cols: list[Any] = [m.Channel.username, m.Channel.title, m.Channel.tg_id, m.Post.date, m.Alert.sent_at]
     if seen:
         cols.append(m.Post.__table__.c.seen_at)
     async with engine.connect() as conn:

@@ -216,7 +216,7 @@ def csrf_ok(scope: Scope, form_value: str | None) -> bool:
         return False
     expected = cookies(scope).get(CSRF_COOKIE)
     return bool(expected) and form_value is not None and hmac.compare_digest(form_value.encode(),
-                                                                             expected.encode())
+                                                                             (expected or "").encode())
 
 
 def safe_next(target: str | None) -> str:

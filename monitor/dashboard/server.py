@@ -11,6 +11,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -125,7 +126,7 @@ class DashboardServer:
         shown from now on are the new ones. The address and the token stay those the server started with."""
         self.settings = settings
         if self._server is not None:
-            app = self._server.config.app
+            app: Any = self._server.config.app
             app.state.dashboard.settings = settings
             app.state.dashboard.forms.clear()
 

@@ -289,7 +289,7 @@ class ImportJob:
                     await s.delete(ae)
                 else:
                     ae.channel_id = named.id
-            if s.bind.dialect.name == "sqlite":
+            if s.get_bind().dialect.name == "sqlite":
                 from monitor import fulltext
 
                 await fulltext.sync_index(s, removed=[(pid, lem) for pid, _, lem in theirs if lem is not None])

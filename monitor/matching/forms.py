@@ -468,10 +468,10 @@ def _noun_slots(word: str, *, capitalised: bool) -> tuple[SlotForms, set[str]]:
     if person is not None and not any(_PERSON & p.tag.grammemes for p in lemmas):
         # A capitalised name whose dictionary lemma is another word (Белова ~ Белов, Путина ~ Путин,
         # besides «путина» the fishing season): the name's own paradigm, its gender only.
-        slots = _person_slots(person)
+        slots: SlotForms = _person_slots(person)
         return slots, set().union(*slots.values())
     if lemmas:
-        slots: SlotForms = {}
+        slots = {}
         for p in lemmas:
             slots = _merge(slots, _lexeme_slots(p))
         own = set().union(*slots.values()) if slots else set()

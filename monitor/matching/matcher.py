@@ -15,12 +15,12 @@ import pickle
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import ahocorasick
 import regex
@@ -842,7 +842,8 @@ def _capital_is_evidence(text: str, start: int, end: int, *, quotes: bool = True
 
 _IN_SENTENCE = frozenset(",;:()[]«»\"“”„'‘’/&%+=<>@#№$€₸")
 
-_WORD_END = re.compile(r"[^\W_]*").match
+# always a match (maybe an empty one), never None
+_WORD_END = cast("Callable[[str, int], re.Match[str]]", re.compile(r"[^\W_]*").match)
 _ALL_ENDINGS = frozenset().union(*(endings(c) for c in range(6)))
 # The first letters of each class's endings as the automaton sees them (Kazakh consonants folded).
 _KK_FIRST_FOLDED = tuple("".join(sorted({_fold(e[0]) for e in endings(c)})) for c in range(6))

@@ -5,8 +5,9 @@ claimed before a crash go back to the outbox at once (the delivery itself is :mo
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from monitor import models as m
 from monitor.db import sessionmaker
@@ -37,8 +38,9 @@ class Delivery:
             res = await sess.execute(update(m.Alert).where(m.Alert.claimed_by == self.book.leases.owner,
                                                            m.Alert.status == "pending")
                                      .values(claimed_by=None, claimed_until=None))
-        if res.rowcount:
-            event(log, logging.WARNING, "alerts claimed before a crash are due again", alerts=res.rowcount)
+        n = cast("CursorResult[Any]", res).rowcount
+        if n:
+            event(log, logging.WARNING, "alerts claimed before a crash are due again", alerts=n)
 
     async def drain_job(self) -> None:
         """One delivery attempt for every due alert (never waits out a backoff)."""

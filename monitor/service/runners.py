@@ -57,11 +57,11 @@ class SourceRunner:
 def match_reports(channels: Sequence[ChannelConfig], reports: Sequence[PollReport]) -> list[PollReport | None]:
     """The report of each channel: by its name or id, else by position when the source gave one report each."""
     by_name: dict[str, PollReport] = {}
-    for r in reports:
-        by_name[r.channel.lower().lstrip("@")] = r
+    for rep in reports:
+        by_name[rep.channel.lower().lstrip("@")] = rep
     out: list[PollReport | None] = []
     for i, c in enumerate(channels):
-        r = next((by_name[n] for n in _names(c) if n in by_name), None)
+        r: PollReport | None = next((by_name[n] for n in _names(c) if n in by_name), None)
         if r is None and len(reports) == len(channels):
             r = reports[i]
         out.append(r)

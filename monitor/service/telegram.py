@@ -215,4 +215,4 @@ class TelegramLink:
             raise
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT)  # type: ignore[arg-type]
+                await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT)

@@ -687,7 +687,7 @@ def _text_of(msg: dict[str, Any]) -> tuple[str, list[str]]:
                     links.append(t)
     text = "".join(parts)
     if not text.strip():
-        poll = msg.get("poll")
+        poll: Any = msg.get("poll")
         question = _plain(poll.get("question")) if isinstance(poll, dict) else ""
         if question:
             answers = [_plain(a.get("text")) for a in poll.get("answers") or [] if isinstance(a, dict)]
