@@ -44,6 +44,11 @@ async def plan(engine: AsyncEngine, channels: ChannelInfo, ttl: float, at: datet
     return assign(needs_from(tg, facts), slots)
 
 
+def _by_weight(channel_id: int, owners: list[str]) -> str:
+    """The process a channel of another source goes to: rendezvous hashing over the live processes."""
+    return max(owners, key=lambda n: weight(channel_id, n))
+
+
 class AccountLeases(Leases):
     """:class:`~monitor.leases.Leases` whose share is the plan of the accounts (see the module docstring).
 
@@ -68,7 +73,7 @@ class AccountLeases(Leases):
                 nodes = list((await s.execute(select(m.ServiceNode.owner).where(
                     m.ServiceNode.seen_at > at - timedelta(seconds=self.ttl)))).scalars())
             nodes = sorted(set(nodes) | {self.owner})
-            mine |= {cid for cid in others if max(nodes, key=lambda n, c=cid: weight(c, n)) == self.owner}
+            mine |= {cid for cid in others if _by_weight(cid, nodes) == self.owner}
         return mine
 
     async def rebalance(self, wanted: Collection[int], busy: Collection[int] = ()) -> LeaseChange:

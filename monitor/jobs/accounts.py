@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select, update
@@ -265,7 +266,7 @@ class AccountJobs(TelethonJobs):
         for _ in range(DIALOG_PAGES):
             req = functions.messages.GetDialogsRequest(offset_date=offset_date, offset_id=offset_id,
                                                        offset_peer=offset_peer, limit=100, hash=0)
-            r = await self._call("GetDialogsRequest", lambda req=req: client(req))
+            r: Any = await self._call("GetDialogsRequest", partial(client, req))
             if isinstance(r, types.messages.DialogsNotModified):
                 return len(joined)
             chats = {c.id: c for c in r.chats}
@@ -802,7 +803,7 @@ async def check_sessions(rt: Runtime, *, on_unreachable: Callable[[str], Awaitab
             continue
         finally:
             try:
-                await asyncio.wait_for(client.disconnect(), 5.0)  # type: ignore[arg-type]
+                await asyncio.wait_for(client.disconnect(), 5.0)
             except Exception:  # a half-open connection on the way out is not worth a traceback
                 pass
         if not ok:

@@ -125,11 +125,11 @@ async def _connect(settings: Settings, name: str | None) -> Member:
         ids, names = await _dialog_channels(client)
     except NETWORK_ERRORS as exc:
         with contextlib.suppress(Exception):
-            await client.disconnect()  # type: ignore[func-returns-value]
+            await client.disconnect()
         raise JoinError(str(TelegramUnreachable(network_reason(exc)))) from None
     except BaseException:
         with contextlib.suppress(Exception):
-            await client.disconnect()  # type: ignore[func-returns-value]
+            await client.disconnect()
         raise
     return Member(name, client, ids, names)
 
@@ -196,7 +196,7 @@ async def join_channels(
     finally:
         for mb in members:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(mb.client.disconnect(), 5.0)  # type: ignore[arg-type]
+                await asyncio.wait_for(mb.client.disconnect(), 5.0)
     return out
 
 
