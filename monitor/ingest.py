@@ -67,6 +67,7 @@ class Prepared:
     matches: list[Match]
     preview_matches: list[Match] = field(default_factory=list)
     facts: TextFacts | None = None
+    row: tuple[object, ...] | None = None  # Store.own_rows: the post's columns, ready for the driver
 
 
 def _unwire(w: Analysis) -> Prepared:
@@ -153,9 +154,16 @@ class Ingestor:
         self._pool = self._finalizer = None
 
     async def prepare(self, posts: Sequence[Post]) -> list[Prepared]:
-        """Match ``posts`` and derive their text facts, off the event loop (see the module docstring)."""
+        """Match ``posts`` and derive their text facts off the event loop (see the module docstring), and
+        build their rows for the driver: all the per-post work, before the store's transaction."""
         if not posts:
             return []
+        prepared = await self._analyse(posts)
+        for pr, row in zip(prepared, self.store.own_rows(posts, [pr.facts for pr in prepared]), strict=True):
+            pr.row = row
+        return prepared
+
+    async def _analyse(self, posts: Sequence[Post]) -> list[Prepared]:
         previews = self.match_link_previews
         texts = [(p.text or "", p.link_preview if previews and p.link_preview else None) for p in posts]
         lemmas = self.store.keeps_lemmas
@@ -200,7 +208,7 @@ class Ingestor:
                                                 for p in posts], self.store.keeps_lemmas)
         if len(prepared) != len(posts):
             raise ValueError(f"{len(prepared)} prepared results for {len(posts)} posts")
-        return [BatchItem(p, pr.matches, rule.allows(channel, p), pr.preview_matches, pr.facts)
+        return [BatchItem(p, pr.matches, rule.allows(channel, p), pr.preview_matches, pr.facts, pr.row)
                 for p, pr in zip(posts, prepared, strict=True)]
 
     # ---- storing ---------------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class BatchItem:
     alertable: bool = False
     preview_matches: list[Match] = field(default_factory=list)  # found in the link preview text
     facts: TextFacts | None = None  # None: the store derives them itself (inside the transaction)
+    row: tuple[object, ...] | None = None  # Store.own_rows, built before the transaction (None: built inside)
 
     @property
     def entity_ids(self) -> set[str]:
@@ -130,6 +131,18 @@ class Store:
     def keeps_lemmas(self) -> bool:
         """Whether posts need a lemmatised shadow text (SQLite's search index; PostgreSQL stems by itself)."""
         return self.engine.dialect.name == "sqlite"
+
+    def own_rows(self, posts: Sequence[Post], facts: Sequence[TextFacts | None]) -> list[tuple[object, ...]]:
+        """The driver-ready values (:data:`POST_OWN_COLUMNS`) of posts that may be new. Pure CPU work, done
+        before the transaction (``Ingestor.prepare``), so that it overlaps the previous batch's writing
+        instead of adding to the time a batch holds the write lock."""
+        lemmas = self.keeps_lemmas
+        table: Table = m.Post.__table__  # type: ignore[assignment]
+        return _driver_rows(self.engine.dialect, table, POST_OWN_COLUMNS, (
+            _post_own(p, f.text_hash if f is not None else text_hash(p.text),
+                      (f.search_lemmas if f is not None and f.search_lemmas is not None
+                       else fulltext.lemmatize(p.text)) if lemmas else None)
+            for p, f in zip(posts, facts, strict=True)))
 
     # ------------------------------------------------------------------ channels
 
@@ -305,21 +318,26 @@ class Store:
                 await s.execute(delete(m.Match).where(m.Match.post_id.in_(chunk)))
 
             if new_items:
+                need = [it for it in new_items if it.row is None]
+                if need:
+                    for it, row in zip(need, self.own_rows([it.post for it in need], [it.facts for it in need]),
+                                       strict=True):
+                        it.row = row
+                # The batch's own columns: how and when its new posts first reached us (issue 12).
                 stored_at = now()
-                rows_new = [_post_values(channel_id, it.post, it.hash_of_text(), stored_at,
-                                         it.lemmas_of_text() if index_fts else None) for it in new_items]
-                for r in rows_new:  # how and when each new post first reached us (issue 12)
-                    r["arrival"] = arrival.how if arrival else None
-                    r["seen_at"] = (arrival.seen_at if arrival and arrival.seen_at else None) or stored_at
-                    r["push_missed"] = bool(arrival and r["message_id"] in arrival.push_missed)
+                missed = arrival.push_missed if arrival else frozenset()
+                head = (channel_id, stored_at, arrival.how if arrival else None,
+                        (arrival.seen_at if arrival and arrival.seen_at else None) or stored_at)
+                rows_new = [(*head, it.post.message_id in missed, *it.row)  # type: ignore[misc]
+                            for it in new_items]
                 id_of = await _insert_posts(s, rows_new)
-                for r, it in zip(rows_new, new_items, strict=True):
+                for it in new_items:
                     pid = id_of.get(it.post.message_id)
                     if pid is None:  # stored by another writer meanwhile (PostgreSQL's ON CONFLICT)
                         result.unchanged += 1
                         continue
                     if index_fts:
-                        fts_added.append((pid, str(r["search_lemmas"])))
+                        fts_added.append((pid, it.lemmas_of_text()))
                     entity_ids: list[str] = []
                     if it.matches or it.preview_matches:  # (most posts mention nothing: skip the sets)
                         match_rows.extend(it.match_rows(pid, 1))
@@ -327,8 +345,8 @@ class Store:
                         rollup.count_change(mention_days, channel_id, it.post.date, (), found)
                         entity_ids = sorted(found)
                     result.new += 1
-                    result.saved.append(SavedPost(pid, it.post, it.matches, entity_ids, True,
-                                                  it.alertable, r["text_hash"]))  # type: ignore[arg-type]
+                    result.saved.append(SavedPost(pid, it.post, it.matches, entity_ids, True, it.alertable,
+                                                  it.hash_of_text()))
             if match_rows:
                 await _insert_matches(s, match_rows)
             result.matches = len(match_rows)
@@ -445,19 +463,28 @@ def _chunks(seq: Sequence, n: int) -> list[Sequence]:  # type: ignore[type-arg]
     return [seq[i : i + n] for i in range(0, len(seq), n)]
 
 
+#: A new post's own columns (the batch adds the rest: :data:`POST_BATCH_COLUMNS`), in ``_post_own`` order.
+POST_OWN_COLUMNS = ("message_id", "date", "text", "edit_date", "views", "forwards", "fwd_channel_id",
+                    "fwd_message_id", "fwd_name", "fwd_username", "album_id", "member_ids", "link_preview",
+                    "incomplete", "deleted", "version", "text_hash", "raw", "search_lemmas")
+#: The columns every new post of one batch shares (push_missed: whether its id is in Arrival.push_missed).
+POST_BATCH_COLUMNS = ("channel_id", "stored_at", "arrival", "seen_at", "push_missed")
+
+
+def _post_own(p: Post, hash_: str | None, search_lemmas: str | None) -> tuple[object, ...]:
+    """The one place that maps a ``Post`` to its ``posts`` columns (:data:`POST_OWN_COLUMNS`)."""
+    f = p.forward
+    return (p.message_id, p.date, p.text, p.edit_date, p.views, p.forwards, f.channel_id if f else None,
+            f.message_id if f else None, f.name if f else None, f.username if f else None, p.album_id,
+            list(p.member_ids) if p.member_ids else None, p.link_preview, p.incomplete, p.deleted, 1, hash_,
+            p.raw, search_lemmas)
+
+
 def _post_values(channel_id: int, p: Post, hash_: str | None, stored_at: datetime,
                  search_lemmas: str | None) -> dict[str, object]:
-    """The column values of a new post (the one place that maps a ``Post`` to a ``posts`` row)."""
-    f = p.forward
-    return {
-        "channel_id": channel_id, "message_id": p.message_id, "date": p.date, "text": p.text,
-        "edit_date": p.edit_date, "views": p.views, "forwards": p.forwards,
-        "fwd_channel_id": f.channel_id if f else None, "fwd_message_id": f.message_id if f else None,
-        "fwd_name": f.name if f else None, "fwd_username": f.username if f else None, "album_id": p.album_id,
-        "member_ids": list(p.member_ids) if p.member_ids else None, "link_preview": p.link_preview,
-        "incomplete": p.incomplete, "deleted": p.deleted, "version": 1, "text_hash": hash_,
-        "raw": p.raw, "stored_at": stored_at, "search_lemmas": search_lemmas,
-    }
+    """A new post's row as a dict (the ORM's way, for reference: the store writes ``_post_own`` tuples)."""
+    return {"channel_id": channel_id, **dict(zip(POST_OWN_COLUMNS, _post_own(p, hash_, search_lemmas), strict=True)),
+            "stored_at": stored_at}
 
 
 def _match_values(post_id: int, mt: Match, version: int, in_preview: bool) -> dict[str, object]:
@@ -552,20 +579,26 @@ async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[in
     return {r[0] for r in rows}
 
 
-async def _insert_posts(s: AsyncSession, rows: list[dict[str, object]]) -> dict[int, int]:
-    """Insert new posts in bulk; returns message id → posts.id of the rows inserted."""
+async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict[int, int]:
+    """Insert new posts in bulk: rows of :data:`POST_BATCH_COLUMNS` (raw values) then
+    :data:`POST_OWN_COLUMNS` (driver-ready, from ``Store.own_rows``). Returns message id → posts.id of
+    the rows inserted."""
     table: Table = m.Post.__table__  # type: ignore[assignment]
     dialect = s.bind.dialect
-    columns = list(rows[0])
+    nb = len(POST_BATCH_COLUMNS)
+    columns = [*POST_BATCH_COLUMNS, *POST_OWN_COLUMNS]
+    # (the batch columns repeat one value a row, so converting them is nearly free: see _driver_rows)
+    head = _driver_rows(dialect, table, POST_BATCH_COLUMNS, (r[:nb] for r in rows))
+    values = [h + r[nb:] for h, r in zip(head, rows, strict=True)]
+    mids = [int(r[nb]) for r in rows]  # type: ignore[call-overload]
     drv = await _driver(s)
     if dialect.name == "sqlite":
         # This transaction holds SQLite's write lock (save_batch writes first), so no one else can take
         # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING.
         top = (await s.execute(text("SELECT coalesce(max(id), 0) FROM posts"))).scalar_one()
-        values = _driver_rows(dialect, table, columns, (r.values() for r in rows))
         await fulltext.sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})",
                                      [(top + i + 1, *v) for i, v in enumerate(values)])
-        return {int(r["message_id"]): top + i + 1 for i, r in enumerate(rows)}  # type: ignore[call-overload]
+        return {mid: top + i + 1 for i, mid in enumerate(mids)}
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
     # COPY into a temporary table (ON COMMIT DELETE ROWS: empty again after every batch), then one
     # INSERT … SELECT: COPY is the fastest way in, and ON CONFLICT keeps a post another writer stored
@@ -574,8 +607,7 @@ async def _insert_posts(s: AsyncSession, rows: list[dict[str, object]]) -> dict[
     cols = _quote(columns)
     await drv.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} ON COMMIT DELETE ROWS AS "
                       f"SELECT {cols} FROM posts WITH NO DATA")
-    await drv.copy_records_to_table(tmp, records=_driver_rows(dialect, table, columns, (r.values() for r in rows)),
-                                    columns=columns)
+    await drv.copy_records_to_table(tmp, records=values, columns=columns)
     # (one call per transaction: the commit empties the table again)
     got = await drv.fetch(f"INSERT INTO posts ({cols}) SELECT {cols} FROM {tmp} "
                           "ON CONFLICT (channel_id, message_id) DO NOTHING RETURNING id, message_id")

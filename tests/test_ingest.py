@@ -145,7 +145,10 @@ async def test_worker_processes_match_like_the_thread_and_survive_a_dead_worker(
         prepared = await ing.prepare(posts)
         lemmas = rt.store.keeps_lemmas
         texts = [(p.text, p.link_preview) for p in posts]
-        assert prepared == analyse(rt.watchlist, texts, lemmas)  # the same answer as in-process
+        # the same answer as in-process (and the rows for the driver built from it)
+        assert [(p.matches, p.preview_matches, p.facts) for p in prepared] == [
+            (p.matches, p.preview_matches, p.facts) for p in analyse(rt.watchlist, texts, lemmas)]
+        assert all(p.row is not None for p in prepared)
         assert sum(len(p.matches) + len(p.preview_matches) for p in prepared) > 100
         ch = await rt.store.upsert_channel(username="workers_ch", source="web")
         res = await ing.ingest(ch, posts[:250], prepared=prepared[:250])
@@ -163,7 +166,7 @@ async def test_worker_processes_match_like_the_thread_and_survive_a_dead_worker(
         ing.start_workers()
         await ing._pool.starting  # type: ignore[union-attr]
         assert not set(w.pid for w in ing._pool.workers) & set(pids)  # type: ignore[union-attr]
-        assert await ing.prepare(posts[:10]) == prepared[:10]
+        assert [p.matches for p in await ing.prepare(posts[:10])] == [p.matches for p in prepared[:10]]
         new_pids = [w.pid for w in ing._pool.workers]  # type: ignore[union-attr]
     finally:
         ing.close()
