@@ -131,6 +131,11 @@ def lemmatize(text: str) -> str:
     return " ".join(primaries)
 
 
+def _lemmatized(rows: Sequence[Any]) -> list[tuple[int, str, str]]:
+    """(id, text, lemmas) of stored (id, text) rows: run in a thread by the caller, off the event loop."""
+    return [(i, t or "", lemmatize(t or "")) for i, t in rows]
+
+
 _FTS_INSERT_RAW = "INSERT INTO posts_fts (rowid, search_lemmas)"
 # An external-content FTS5 table forgets a row only when told the exact text it indexed.
 _FTS_DELETE_RAW = "INSERT INTO posts_fts (posts_fts, rowid, search_lemmas)"
@@ -353,7 +358,7 @@ async def build_index(
         if not rows:
             return done
         last = rows[-1][0]
-        shadow = await asyncio.to_thread(lambda rs=rows: [(i, t or "", lemmatize(t or "")) for i, t in rs])
+        shadow = await asyncio.to_thread(_lemmatized, rows)
         async with engine.begin() as conn:
             # A write first, so this transaction holds SQLite's write lock before it reads the chunk again.
             await conn.execute(sql("UPDATE posts SET search_lemmas = NULL WHERE 0"))

@@ -135,7 +135,7 @@ class Worker:
 
     def analyse(self, texts: list[tuple[str, str | None]], lemmas: bool) -> list[Analysis]:
         """:func:`analyse_many` in the worker process."""
-        return self._exchange((texts, lemmas))  # type: ignore[no-any-return]
+        return self._exchange((texts, lemmas))
 
     def kill(self) -> None:
         """Stop the process now (work in progress is abandoned; Popen never signals a reaped pid)."""

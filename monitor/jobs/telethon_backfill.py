@@ -5,6 +5,7 @@ continues where it stopped; flood waits short enough are waited out."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from monitor import models as m
 from monitor.budget import Deferred
@@ -81,7 +82,7 @@ class BackfillJobs(TelethonBase):
         total: int | None = None
         seen_before = row.seen_count or 0
         while limit is None or stored < limit:
-            page = await self._call(HISTORY, lambda o=low: src.history_before(peer, o or 0, PAGE), wait_floods=True)
+            page = await self._call(HISTORY, partial(src.history_before, peer, low or 0, PAGE), wait_floods=True)
             if page.chat is not None:
                 row = await self._follow(row, page.chat)
             msgs = sorted((x for x in page.messages if low is None or x.id < low), key=lambda x: x.id)
