@@ -18,9 +18,9 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import CursorResult, Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -202,7 +202,7 @@ class Store:
         async with self.sessions.begin() as s:
             res = await s.execute(update(m.Channel).where(m.Channel.id == channel_id, m.Channel.baseline_id.is_(None))
                                   .values(baseline_id=baseline_id, baseline_at=m.now()))
-            return bool(res.rowcount)
+            return bool(cast("CursorResult[Any]", res).rowcount)
 
     async def get_channel(self, channel_id: int) -> m.Channel:
         async with self.sessions() as s:
@@ -263,7 +263,7 @@ class Store:
             res = await s.execute(update(m.Channel).where(m.Channel.id == channel_id)
                                   .values(seen_count=func.coalesce(m.Channel.seen_count, 0) + seen)
                                   .execution_options(synchronize_session=False))
-            if not res.rowcount:
+            if not cast("CursorResult[Any]", res).rowcount:
                 raise KeyError(channel_id)
             channel = await s.get(m.Channel, channel_id)
             assert channel is not None
@@ -320,9 +320,9 @@ class Store:
             if new_items:
                 need = [it for it in new_items if it.row is None]
                 if need:
-                    for it, row in zip(need, self.own_rows([it.post for it in need], [it.facts for it in need]),
+                    for it, own in zip(need, self.own_rows([it.post for it in need], [it.facts for it in need]),
                                        strict=True):
-                        it.row = row
+                        it.row = own
                 # The batch's own columns: how and when its new posts first reached us (issue 12).
                 stored_at = now()
                 missed = arrival.push_missed if arrival else frozenset()
@@ -332,20 +332,20 @@ class Store:
                             for it in new_items]
                 id_of = await _insert_posts(s, rows_new)
                 for it in new_items:
-                    pid = id_of.get(it.post.message_id)
-                    if pid is None:  # stored by another writer meanwhile (PostgreSQL's ON CONFLICT)
+                    new_id = id_of.get(it.post.message_id)
+                    if new_id is None:  # stored by another writer meanwhile (PostgreSQL's ON CONFLICT)
                         result.unchanged += 1
                         continue
                     if index_fts:
-                        fts_added.append((pid, it.lemmas_of_text()))
+                        fts_added.append((new_id, it.lemmas_of_text()))
                     entity_ids: list[str] = []
                     if it.matches or it.preview_matches:  # (most posts mention nothing: skip the sets)
-                        match_rows.extend(it.match_rows(pid, 1))
+                        match_rows.extend(it.match_rows(new_id, 1))
                         found = it.entity_ids
                         rollup.count_change(mention_days, channel_id, it.post.date, (), found)
                         entity_ids = sorted(found)
                     result.new += 1
-                    result.saved.append(SavedPost(pid, it.post, it.matches, entity_ids, True, it.alertable,
+                    result.saved.append(SavedPost(new_id, it.post, it.matches, entity_ids, True, it.alertable,
                                                   it.hash_of_text()))
             if match_rows:
                 await _insert_matches(s, match_rows)
@@ -411,7 +411,7 @@ class Store:
         async with self.sessions.begin() as s:
             res = await s.execute(update(m.Post).where(m.Post.channel_id == channel_id, m.Post.message_id.in_(ids),
                                                        m.Post.deleted.is_(False)).values(deleted=True))
-            return int(res.rowcount or 0)
+            return int(cast("CursorResult[Any]", res).rowcount or 0)
 
     # ------------------------------------------------------------------ runs
 
@@ -433,7 +433,7 @@ class Store:
     async def prune_runs(self, older_than: datetime) -> int:
         async with self.sessions.begin() as s:
             res = await s.execute(delete(m.FetchRun).where(m.FetchRun.started_at < older_than))
-            return int(res.rowcount or 0)
+            return int(cast("CursorResult[Any]", res).rowcount or 0)
 
     async def count_posts(self, channel_id: int | None = None) -> int:
         async with self.sessions() as s:
@@ -456,10 +456,10 @@ async def _find_channel(s: AsyncSession, username: str | None, tg_id: int | None
 
 
 def _is_sqlite(s: AsyncSession) -> bool:
-    return s.bind.dialect.name == "sqlite"
+    return s.get_bind().dialect.name == "sqlite"
 
 
-def _chunks(seq: Sequence, n: int) -> list[Sequence]:  # type: ignore[type-arg]
+def _chunks(seq: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [seq[i : i + n] for i in range(0, len(seq), n)]
 
 
@@ -567,7 +567,7 @@ async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[in
     if not ids:
         return set()
     drv = await _driver(s)
-    if s.bind.dialect.name == "sqlite":
+    if s.get_bind().dialect.name == "sqlite":
         found: set[int] = set()
         for chunk in _chunks(ids, 5000):  # (SQLite accepts 32,766 parameters a statement)
             sql = f"SELECT message_id FROM posts WHERE channel_id = ? AND message_id IN ({', '.join('?' * len(chunk))})"
@@ -584,7 +584,7 @@ async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict
     :data:`POST_OWN_COLUMNS` (driver-ready, from ``Store.own_rows``). Returns message id → posts.id of
     the rows inserted."""
     table: Table = m.Post.__table__  # type: ignore[assignment]
-    dialect = s.bind.dialect
+    dialect = s.get_bind().dialect
     nb = len(POST_BATCH_COLUMNS)
     columns = [*POST_BATCH_COLUMNS, *POST_OWN_COLUMNS]
     # (the batch columns repeat one value a row, so converting them is nearly free: see _driver_rows)
@@ -617,7 +617,7 @@ async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict
 async def _insert_matches(s: AsyncSession, rows: list[tuple[object, ...]]) -> None:
     """Insert match rows (:data:`MATCH_COLUMNS` order) in bulk."""
     table: Table = m.Match.__table__  # type: ignore[assignment]
-    dialect = s.bind.dialect
+    dialect = s.get_bind().dialect
     values = _driver_rows(dialect, table, MATCH_COLUMNS, rows)
     drv = await _driver(s)
     if dialect.name == "sqlite":
