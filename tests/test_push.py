@@ -444,6 +444,7 @@ async def test_service_delivers_a_pushed_post_in_seconds_without_polling(
     from tests.tme_server import alert_sink
 
     monkeypatch.setattr(service_push, "PROBE_FIRST", 0.5)
+    monkeypatch.setattr(service_push, "PROBE_EVERY", 1.0)  # (a probe before the first poll finds nothing yet)
     server = FakeTelegram()
     ch = server.add(5300, "svc_push")
     ch.post("старый пост")
