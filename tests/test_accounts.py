@@ -527,3 +527,34 @@ async def test_two_processes_with_two_accounts_each_share_one_postgresql(
             dup = (await ss.execute(select(func.count()).select_from(m.Alert).where(m.Alert.kind == "match"))
                    ).scalar_one()
         assert dup == 41  # one alert per post mentioning the entity, none twice
+
+
+async def test_account_leases_split_telethon_by_account_and_web_by_process(runtime: Runtime) -> None:
+    from monitor.accounts.leases import AccountLeases
+
+    rt = runtime
+    tg = [(await rt.store.upsert_channel(username=f"lt_{i:02d}", source="telethon")).id for i in range(12)]
+    web = [(await rt.store.upsert_channel(username=f"lw_{i:02d}", source="web")).id for i in range(12)]
+    info = {cid: ("telethon", 300.0) for cid in tg} | {cid: ("web", 300.0) for cid in web}
+    # p1's account "a" has joined the first six Telethon channels, p2's "b" the other six
+    await registry.learn(rt.engine, "a", {cid: registry.Fact(joined=True) for cid in tg[:6]})
+    await registry.learn(rt.engine, "b", {cid: registry.Fact(joined=True) for cid in tg[6:]})
+    p1 = AccountLeases(rt.engine, "host1:p1", 30, rates=lambda: {"a": 20}, channels=lambda: info, pid=1)
+    p2 = AccountLeases(rt.engine, "host2:p2", 30, rates=lambda: {"b": 20}, channels=lambda: info, pid=2)
+    wanted = set(info)
+    await p1.rebalance(wanted)
+    await p2.rebalance(wanted)
+    await p1.rebalance(wanted)  # p1 gives back what the plan now gives p2's account
+    await p2.rebalance(wanted)
+    assert set(tg[:6]) <= p1.held and set(tg[6:]) <= p2.held
+    assert not (p1.held & p2.held) and (p1.held | p2.held) == wanted
+    assert 2 <= len(p1.held & set(web)) <= 10  # web channels spread over the processes
+    # b is banned: its channels go to a, whose process leases them
+    await registry.set_state(rt.engine, "b", "banned", "banned by Telegram (USER_DEACTIVATED_BAN)")
+    await p2.rebalance(wanted)
+    await p1.rebalance(wanted)
+    assert set(tg) <= p1.held and not (set(tg) & p2.held)
+    # p2 stops cleanly: its web channels move at once
+    await p2.release_all()
+    await p1.rebalance(wanted)
+    assert p1.held == wanted
