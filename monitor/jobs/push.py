@@ -164,6 +164,7 @@ class PushReceiver:
         self.listening_since: datetime | None = None  # posts dated before it were published while we were not
         self._client: TelegramClient | None = None
         self._last_refresh = -1e9
+        self._stale = True  # a channel was polled that is not watched yet (just resolved): refresh first
         self._silent_reported: set[str] = set()
         jobs.push = self
 
@@ -193,6 +194,7 @@ class PushReceiver:
         """A poll of the channel stored ``missed`` posts push had missed (and, in any case, it was polled)."""
         w = self.watched.get(channel_id)
         if w is None:
+            self._stale = True  # its first poll resolved it: updates for it are ours from now on
             return
         if missed:
             self.stats.missed[w.key] += missed
@@ -362,9 +364,11 @@ class PushReceiver:
     # ------------------------------------------------------------------ the channels watched
 
     async def _watched(self, tg_id: int) -> Watched | None:
+        """The watched channel of an update; None for the account's other channels and groups (their updates
+        come too, and cost no database read: the list is read again only after a poll met a new channel)."""
         w = self.watched.get(tg_id)
-        if w is None and time.monotonic() - self._last_refresh > 5.0:
-            await self.refresh()  # a channel resolved since the last refresh (its first poll just ran)
+        if w is None and self._stale and time.monotonic() - self._last_refresh > 1.0:
+            await self.refresh()
             w = self.watched.get(tg_id)
         return w
 
@@ -372,6 +376,7 @@ class PushReceiver:
         """Follow the channels this process polls now (leases move, the config is reloaded, first polls
         resolve channels): one read of ``channels``."""
         self._last_refresh = time.monotonic()
+        self._stale = False
         wanted = dict(self.channels())
         rows = await self.jobs._rows()
         fresh: dict[int, Watched] = {}
