@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
+
+import httpx
 
 from tests.service_helpers import MENTION, PLAIN, TGM, Proc, alert_rows, config_text, polled_again, posts, q
 from tests.tme_server import wait_for
@@ -65,15 +68,30 @@ def test_sighup_applies_new_channels_and_keeps_the_old_config_when_invalid(tmp_p
     pv.add("svc_two", PLAIN.format(n=2))
     db = tmp_path / "t.db"
     cfg = tmp_path / "tgmonitor.toml"
-    cfg.write_text(config_text(db, port, sport, ["svc_one"]), encoding="utf-8")
+    with socket.socket() as probe:  # the dashboard served by the service ([web] listen) follows a reload too
+        probe.bind(("127.0.0.1", 0))
+        wport = probe.getsockname()[1]
+    web = f'\n[web]\nlisten = "127.0.0.1:{wport}"\n'
+    cfg.write_text(config_text(db, port, sport, ["svc_one"], extra=web + '\n[[entities]]\nname = "Газпром"\n'),
+                   encoding="utf-8")
     p = Proc(cfg, tmp_path / "run.log")
     procs.append(p)
     assert wait_for(lambda: posts(db) == 1, 30), p.text()
 
-    cfg.write_text(config_text(db, port, sport, ["svc_one", "svc_two"]), encoding="utf-8")
+    def entities_page() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{wport}/entities", headers={"accept": "text/html"}, timeout=5).text
+        except httpx.HTTPError:
+            return ""
+
+    assert wait_for(lambda: "Газпром" in entities_page(), 20), p.text()
+    assert "нет в конфигурации" not in entities_page()
+    cfg.write_text(config_text(db, port, sport, ["svc_one", "svc_two"], extra=web), encoding="utf-8")
     p.p.send_signal(signal.SIGHUP)
     assert wait_for(lambda: posts(db) == 2, 20), p.text()
     assert "configuration reloaded" in p.text()
+    # the entity dropped from the config is shown as such (the stored mentions stay)
+    assert wait_for(lambda: entities_page().count("нет в конфигурации") == 1, 10), p.text()
 
     cfg.write_text(config_text(db, port, sport, ["svc_one"]) + "\n[schedule]\nintervall = 5\n", encoding="utf-8")
     p.p.send_signal(signal.SIGHUP)

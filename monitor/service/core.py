@@ -111,7 +111,10 @@ class Service:
 
     async def reload(self) -> bool:
         """Re-read the configuration (what SIGHUP does); False when it was refused."""
-        return await self.reloader.reload()
+        done = await self.reloader.reload()
+        if done and self.web is not None:  # the dashboard shows the entities/channels/destinations now in force
+            self.web.use_settings(self.ctx.settings)
+        return done
 
     async def _serve(self) -> int:
         ctx = self.ctx
