@@ -78,6 +78,10 @@ def create_engine(url: str, *, readonly: bool = False, **kwargs: Any) -> AsyncEn
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Checkpoint the WAL every ~40 MB instead of every 4 MB: a bulk import rewrites the same index
+            # pages batch after batch, and each checkpoint copied (and fsynced) them again (storing 100,000
+            # posts: 1.1-2x faster, measured on a shared machine). The WAL file grows to ~40 MB, then is reused.
+            cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
 
         return engine
