@@ -36,6 +36,7 @@ class Latency:
     p95: float
     p99: float
     seen_p50: float | None  # post first had → alert sent: the part of the delay that is ours
+    seen_p95: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -76,7 +77,8 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24, now: datetime |
         if seen_at is not None:
             ours.setdefault(key, []).append(max(0.0, (sent - _aware(seen_at)).total_seconds()))
     return {k: Latency(len(v), percentile(v, 0.5), percentile(v, 0.95), percentile(v, 0.99),
-                       statistics.median(ours[k]) if ours.get(k) else None)
+                       statistics.median(ours[k]) if ours.get(k) else None,
+                       percentile(ours[k], 0.95) if ours.get(k) else None)
             for k, v in sorted(delays.items())}
 
 

@@ -519,3 +519,43 @@ async def test_bearer_scripts_retry_without_csrf(filled: Filled) -> None:
             assert r.status_code == 401
     finally:
         await engine.dispose()
+
+
+async def test_overview_latency_is_the_status_figures_by_channel(client: httpx.AsyncClient, filled: Filled) -> None:
+    """Post date → alert sent (and seen → sent) per channel over 24 h: the numbers ``status`` computes."""
+    from monitor import arrivals
+    from monitor.dashboard import queries
+
+    engine = create_engine(filled.settings.database.url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(m.Alert.id, m.Alert.post_id, m.Alert.status)
+                                       .where(m.Alert.kind == "match").order_by(m.Alert.id))).all()
+            picked = rows[:2]
+            assert len(picked) == 2
+            saved = [(r.id, r.status) for r in picked]
+            for (aid, pid, _), (delay, ours) in zip(picked, [(40, 10), (20, 6)], strict=True):
+                await conn.execute(update(m.Alert).where(m.Alert.id == aid).values(status="sent", sent_at=now))
+                await conn.execute(update(m.Post).where(m.Post.id == pid).values(
+                    date=now - timedelta(seconds=delay), seen_at=now - timedelta(seconds=ours)))
+            # every other sent alert out of the window, so only these two count
+            await conn.execute(update(m.Alert).where(m.Alert.id.not_in([a for a, _ in saved]),
+                                                     m.Alert.status == "sent")
+                               .values(sent_at=now - timedelta(days=3)))
+            await conn.commit()
+        status_side = await arrivals.alert_latency(engine)
+        page_side = await queries.alert_latency(engine)
+        assert len(status_side) == len(page_side) == 1
+        ((_key, lat),) = status_side.items()
+        shown = page_side[0]
+        assert (shown.alerts, shown.p50, shown.p95, shown.seen_p50) == (2, lat.p50, lat.p95, lat.seen_p50) == (
+            2, 30.0, 39.0, 8.0)
+        html = (await client.get("/")).text
+        assert 'class="latency"' in html and shown.channel.split(" ")[0] in html
+    finally:
+        async with engine.connect() as conn:
+            for aid, status in saved:
+                await conn.execute(update(m.Alert).where(m.Alert.id == aid).values(status=status))
+            await conn.commit()
+        await engine.dispose()

@@ -6,15 +6,15 @@ million-post archive.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor import arrivals
 from monitor import models as m
 from monitor.health import channel_subject
 from monitor.posts import channel_label, message_link
@@ -188,20 +188,14 @@ async def post_versions(engine: AsyncEngine, ch: ChannelRef, message_id: int) ->
 
 @dataclass(slots=True)
 class Latency:
-    """Post → alert delays of one channel over the window, in seconds."""
+    """Post → alert delays of one channel over the window, in seconds (the figures ``status`` shows)."""
 
     channel: str
     alerts: int
     p50: float
     p95: float
-    seen_p50: float | None = None  # from when we first had the post (``posts.seen_at``, when stored)
+    seen_p50: float | None = None  # from when we first had the post (``posts.seen_at``)
     seen_p95: float | None = None
-
-
-def _p95(values: list[float]) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
 def has_seen_at() -> bool:
@@ -210,31 +204,17 @@ def has_seen_at() -> bool:
 
 
 async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency]:
-    """Per channel, the median and 95th percentile of post date → alert sent over the last ``hours``
-    (match alerts only; a backfilled or imported post that alerts late is still a late alert). When posts
-    record ``seen_at``, also seen → sent: the part of the delay that is ours rather than the poll's."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
-    seen = has_seen_at()
-    cols: list[Any] = [m.Channel.username, m.Channel.title, m.Channel.tg_id, m.Post.date, m.Alert.sent_at]
-    if seen:
-        cols.append(m.Post.__table__.c.seen_at)
+    """Per channel, the median and 95th percentile of post date → alert sent over the last ``hours`` (match
+    alerts only; a backfilled or imported post that alerts late is still a late alert), and seen → sent: the
+    part of the delay that is ours. The same computation as ``tgmonitor status``, labelled with titles."""
+    by_key = await arrivals.alert_latency(engine, hours=hours)
+    if not by_key:
+        return []
     async with engine.connect() as conn:
-        rows = (await conn.execute(
-            select(*cols).join(m.Post, m.Post.id == m.Alert.post_id).join(m.Channel, m.Channel.id == m.Post.channel_id)
-            .where(m.Alert.status == "sent", m.Alert.kind == "match", m.Alert.sent_at >= since))).all()
-    by: dict[str, tuple[list[float], list[float]]] = {}
-    for r in rows:
-        lab = channel_label(r.username, r.title, r.tg_id)
-        d, s = by.setdefault(lab, ([], []))
-        d.append(max(0.0, (r.sent_at - r.date).total_seconds()))
-        if seen and r.seen_at is not None:
-            seen_at = r.seen_at if r.seen_at.tzinfo else r.seen_at.replace(tzinfo=UTC)
-            s.append(max(0.0, (r.sent_at - seen_at).total_seconds()))
-    out = []
-    for lab, (d, s) in sorted(by.items()):
-        out.append(Latency(lab, len(d), statistics.median(d), _p95(d),
-                           statistics.median(s) if s else None, _p95(s) if s else None))
-    return out
+        chans = (await conn.execute(select(m.Channel.username, m.Channel.title, m.Channel.tg_id))).all()
+    labels = {arrivals.channel_key(u, g): channel_label(u, t, g) for u, t, g in chans}
+    return sorted((Latency(labels.get(k, k), v.alerts, v.p50, v.p95, v.seen_p50, v.seen_p95)
+                   for k, v in by_key.items()), key=lambda lat: lat.channel)
 
 
 async def last_mention_day(engine: AsyncEngine, entity_id: str | None = None) -> date | None:
