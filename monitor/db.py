@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Table, event, text
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -116,3 +119,86 @@ async def database_now(conn: AsyncSession | AsyncConnection) -> datetime:
         return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
     value = (await conn.execute(text("SELECT now()"))).scalar_one()
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ bulk writes through the driver
+#
+# The store's bulk paths (posts, matches, the search index, the stats rollup) skip SQLAlchemy's per-row
+# parameter handling and talk to the driver under the session's own transaction. Values still pass
+# through SQLAlchemy's bind processors for their column types, so a row written this way is byte for byte
+# the row the ORM would have written.
+
+Processor = Callable[[Any], Any]
+_PROCESSORS: dict[tuple[str, str, str, tuple[str, ...]], list[tuple[int, Processor, Any]]] = {}
+_NOTHING = object()
+# sqlite3 releases the GIL around every step of a statement, and an executemany steps once per row: with
+# another thread busy (the export parser), taking the GIL back row after row made a 2,000-row insert
+# several times slower. A multi-row VALUES statement steps once per few thousand parameters instead.
+_SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite or asyncpg) under ``session``'s current transaction."""
+    conn = await session.connection() if isinstance(session, AsyncSession) else session
+    drv = (await conn.get_raw_connection()).driver_connection
+    if conn.in_transaction() and hasattr(drv, "is_in_transaction") and not drv.is_in_transaction():
+        # SQLAlchemy begins asyncpg's transaction lazily, at the first statement it runs: begin it now, or
+        # a statement sent straight to the driver would run (and commit) on its own.
+        await conn.exec_driver_sql("SELECT 1")
+    return drv
+
+
+def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[tuple[int, Processor, Any]]:
+    """(position, SQLAlchemy's bind processor, what it makes of None) of the columns whose values need
+    converting for the driver (dates, JSON, booleans on SQLite; JSON's None, for one, is the text 'null')."""
+    key = (dialect.name, dialect.driver, table.name, tuple(columns))
+    procs = _PROCESSORS.get(key)
+    if procs is None:
+        procs = []
+        for i, name in enumerate(columns):
+            proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                procs.append((i, proc, proc(None)))
+        _PROCESSORS[key] = procs
+    return procs
+
+
+def bind_rows(dialect: Dialect, table: Table, columns: Sequence[str],
+              rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
+    """``rows`` (values in ``columns`` order) with every value converted by its column's bind processor.
+
+    Converting is most of the Python work of a bulk insert, so what repeats is converted once: None, and
+    a value that is the very object of the row before (a batch's ``stored_at``, True and False)."""
+    procs = _processors(dialect, table, columns)
+    if not procs:
+        return [tuple(r) for r in rows]
+    last_in: list[object] = [_NOTHING] * len(procs)
+    last_out: list[object] = [None] * len(procs)
+    out = []
+    for r in rows:
+        vals = list(r)
+        for k, (i, proc, none) in enumerate(procs):
+            v = vals[i]
+            if v is None:
+                vals[i] = none
+            elif v is last_in[k]:
+                vals[i] = last_out[k]
+            else:
+                vals[i] = last_out[k] = proc(v)
+                last_in[k] = v
+        out.append(tuple(vals))
+    return out
+
+
+async def sqlite_insert(driver: Any, head: str, rows: Sequence[Sequence[object]], tail: str = "") -> None:
+    """``head`` (``INSERT INTO t (a, b)``) with ``rows`` and then ``tail`` (an ``ON CONFLICT`` clause), on
+    an aiosqlite connection, as few multi-row ``VALUES`` statements as SQLite's parameter limit allows."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, _SQLITE_MAX_PARAMS // width)
+    one = "(" + ", ".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        sql = f"{head} VALUES {', '.join([one] * len(chunk))} {tail}"
+        await (await driver.execute(sql, list(itertools.chain.from_iterable(chunk)))).close()

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -140,26 +138,6 @@ _FTS_INSERT_RAW = "INSERT INTO posts_fts (rowid, search_lemmas)"
 # An external-content FTS5 table forgets a row only when told the exact text it indexed.
 _FTS_DELETE_RAW = "INSERT INTO posts_fts (posts_fts, rowid, search_lemmas)"
 
-# sqlite3 releases the GIL around every step of a statement, and an executemany steps once per row: with
-# another thread busy (the export parser), taking the GIL back row after row made a 2,000-row insert
-# several times slower. A multi-row VALUES statement steps once per few thousand parameters instead.
-_SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-
-
-async def sqlite_insert(driver: Any, head: str, rows: Sequence[Sequence[object]]) -> None:
-    """``head`` (``INSERT INTO t (a, b)``) with ``rows``, on an aiosqlite connection, as few multi-row
-    ``VALUES`` statements as SQLite's parameter limit allows (the store's bulk inserts use it too)."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per = max(1, _SQLITE_MAX_PARAMS // width)
-    one = "(" + ", ".join("?" * width) + ")"
-    for i in range(0, len(rows), per):
-        chunk = rows[i:i + per]
-        sql = f"{head} VALUES {', '.join([one] * len(chunk))}"
-        await (await driver.execute(sql, list(itertools.chain.from_iterable(chunk)))).close()
-
-
 async def sync_index(session: AsyncSession, *, removed: Sequence[tuple[int, str]] = (),
                      added: Sequence[tuple[int, str]] = ()) -> None:
     """Update the SQLite FTS5 index inside the caller's transaction, straight through the driver (a batch
@@ -168,8 +146,9 @@ async def sync_index(session: AsyncSession, *, removed: Sequence[tuple[int, str]
     ``removed``: (post id, the shadow text that was indexed); ``added``: (post id, new shadow text)."""
     if not removed and not added:
         return
-    conn = await session.connection()
-    drv = (await conn.get_raw_connection()).driver_connection
+    from monitor.db import driver_connection, sqlite_insert  # (not at the top: worker processes import this)
+
+    drv = await driver_connection(session)
     if removed:
         await sqlite_insert(drv, _FTS_DELETE_RAW, [("delete", i, lem) for i, lem in removed])
     if added:

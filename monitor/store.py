@@ -15,18 +15,17 @@ before the transaction opens (``monitor/ingest.py``), so the write lock is held 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, Table, delete, func, insert, select, text, update
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from monitor import fulltext, rollup
 from monitor import models as m
-from monitor.db import sessionmaker
+from monitor.db import bind_rows, driver_connection, sessionmaker, sqlite_insert
 from monitor.fulltext import text_hash
 from monitor.matching import EntitySpec, Match
 from monitor.models import now
@@ -138,7 +137,7 @@ class Store:
         instead of adding to the time a batch holds the write lock."""
         lemmas = self.keeps_lemmas
         table: Table = m.Post.__table__  # type: ignore[assignment]
-        return _driver_rows(self.engine.dialect, table, POST_OWN_COLUMNS, (
+        return bind_rows(self.engine.dialect, table, POST_OWN_COLUMNS, (
             _post_own(p, f.text_hash if f is not None else text_hash(p.text),
                       (f.search_lemmas if f is not None and f.search_lemmas is not None
                        else fulltext.lemmatize(p.text)) if lemmas else None)
@@ -501,63 +500,6 @@ def _match_row(post_id: int, mt: Match, version: int, in_preview: bool) -> tuple
 
 # ------------------------------------------------------------------ bulk writes through the driver
 
-Processor = Callable[[Any], Any]
-_PROCESSORS: dict[tuple[str, str, str, tuple[str, ...]], list[tuple[int, Processor, Any]]] = {}
-
-
-def _processors(dialect: Dialect, table: Table, columns: Sequence[str]) -> list[tuple[int, Processor, Any]]:
-    """(position, SQLAlchemy's bind processor, what it makes of None) of the columns whose values need
-    converting for the driver (dates, JSON, booleans on SQLite), so a bulk row is stored exactly as the ORM
-    would store it (JSON's None, for one, is the text 'null')."""
-    key = (dialect.name, dialect.driver, table.name, tuple(columns))
-    procs = _PROCESSORS.get(key)
-    if procs is None:
-        procs = []
-        for i, name in enumerate(columns):
-            proc = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if proc is not None:
-                procs.append((i, proc, proc(None)))
-        _PROCESSORS[key] = procs
-    return procs
-
-
-def _driver_rows(dialect: Dialect, table: Table, columns: Sequence[str],
-                 rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
-    """Rows with every value converted by its column's bind processor.
-
-    Converting is most of the Python work of a bulk insert, so what repeats is converted once: None, and
-    a value that is the very object of the row before (the batch's ``stored_at``, True and False)."""
-    procs = _processors(dialect, table, columns)
-    if not procs:
-        return [tuple(r) for r in rows]
-    last_in: list[object] = [_NOTHING] * len(procs)
-    last_out: list[object] = [None] * len(procs)
-    out = []
-    for r in rows:
-        vals = list(r)
-        for k, (i, proc, none) in enumerate(procs):
-            v = vals[i]
-            if v is None:
-                vals[i] = none
-            elif v is last_in[k]:
-                vals[i] = last_out[k]
-            else:
-                vals[i] = last_out[k] = proc(v)
-                last_in[k] = v
-        out.append(tuple(vals))
-    return out
-
-
-_NOTHING = object()
-
-
-async def _driver(s: AsyncSession) -> Any:
-    """The session's driver connection (aiosqlite or asyncpg), inside the session's transaction."""
-    conn = await s.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
-
-
 def _quote(names: Iterable[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
@@ -566,17 +508,31 @@ async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[in
     """The message ids among ``ids`` that the channel has stored (through the driver: no ORM rows)."""
     if not ids:
         return set()
-    drv = await _driver(s)
-    if s.get_bind().dialect.name == "sqlite":
-        found: set[int] = set()
-        for chunk in _chunks(ids, 5000):  # (SQLite accepts 32,766 parameters a statement)
-            sql = f"SELECT message_id FROM posts WHERE channel_id = ? AND message_id IN ({', '.join('?' * len(chunk))})"
-            async with drv.execute(sql, (channel_id, *chunk)) as cur:
-                found.update(r[0] for r in await cur.fetchall())
-        return found
-    rows = await drv.fetch("SELECT message_id FROM posts WHERE channel_id = $1 AND message_id = ANY($2::bigint[])",
-                           channel_id, list(ids))
-    return {r[0] for r in rows}
+    drv = await driver_connection(s)
+    sqlite = s.bind.dialect.name == "sqlite"
+    lo, hi = min(ids), max(ids)
+    if hi - lo < 4 * len(ids) + 100:
+        # A page of an import, a backfill or a poll is a run of ids: one range scan of the unique index
+        # (channel_id, message_id) instead of thousands of lookups.
+        if sqlite:
+            async with drv.execute("SELECT message_id FROM posts WHERE channel_id = ? AND message_id BETWEEN ? AND ?",
+                                   (channel_id, lo, hi)) as cur:
+                got = [r[0] for r in await cur.fetchall()]
+        else:
+            got = [r[0] for r in await drv.fetch("SELECT message_id FROM posts WHERE channel_id = $1 "
+                                                 "AND message_id BETWEEN $2 AND $3", channel_id, lo, hi)]
+        wanted = set(ids)
+        return {mid for mid in got if mid in wanted}
+    if not sqlite:
+        rows = await drv.fetch("SELECT message_id FROM posts WHERE channel_id = $1 "
+                               "AND message_id = ANY($2::bigint[])", channel_id, list(ids))
+        return {r[0] for r in rows}
+    found: set[int] = set()
+    for chunk in _chunks(ids, 5000):  # (SQLite accepts 32,766 parameters a statement)
+        sql = f"SELECT message_id FROM posts WHERE channel_id = ? AND message_id IN ({', '.join('?' * len(chunk))})"
+        async with drv.execute(sql, (channel_id, *chunk)) as cur:
+            found.update(r[0] for r in await cur.fetchall())
+    return found
 
 
 async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict[int, int]:
@@ -588,15 +544,15 @@ async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict
     nb = len(POST_BATCH_COLUMNS)
     columns = [*POST_BATCH_COLUMNS, *POST_OWN_COLUMNS]
     # (the batch columns repeat one value a row, so converting them is nearly free: see _driver_rows)
-    head = _driver_rows(dialect, table, POST_BATCH_COLUMNS, (r[:nb] for r in rows))
+    head = bind_rows(dialect, table, POST_BATCH_COLUMNS, (r[:nb] for r in rows))
     values = [h + r[nb:] for h, r in zip(head, rows, strict=True)]
     mids = [int(r[nb]) for r in rows]  # type: ignore[call-overload]
-    drv = await _driver(s)
+    drv = await driver_connection(s)
     if dialect.name == "sqlite":
         # This transaction holds SQLite's write lock (save_batch writes first), so no one else can take
         # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING.
         top = (await s.execute(text("SELECT coalesce(max(id), 0) FROM posts"))).scalar_one()
-        await fulltext.sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})",
+        await sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})",
                                      [(top + i + 1, *v) for i, v in enumerate(values)])
         return {mid: top + i + 1 for i, mid in enumerate(mids)}
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
@@ -618,10 +574,10 @@ async def _insert_matches(s: AsyncSession, rows: list[tuple[object, ...]]) -> No
     """Insert match rows (:data:`MATCH_COLUMNS` order) in bulk."""
     table: Table = m.Match.__table__  # type: ignore[assignment]
     dialect = s.get_bind().dialect
-    values = _driver_rows(dialect, table, MATCH_COLUMNS, rows)
-    drv = await _driver(s)
+    values = bind_rows(dialect, table, MATCH_COLUMNS, rows)
+    drv = await driver_connection(s)
     if dialect.name == "sqlite":
-        await fulltext.sqlite_insert(drv, f"INSERT INTO matches ({_quote(MATCH_COLUMNS)})", values)
+        await sqlite_insert(drv, f"INSERT INTO matches ({_quote(MATCH_COLUMNS)})", values)
         return
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
     await drv.copy_records_to_table("matches", records=values, columns=list(MATCH_COLUMNS))
