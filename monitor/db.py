@@ -140,7 +140,7 @@ _SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     """The driver's own connection (aiosqlite or asyncpg) under ``session``'s current transaction."""
     conn = await session.connection() if isinstance(session, AsyncSession) else session
-    drv = (await conn.get_raw_connection()).driver_connection
+    drv: Any = (await conn.get_raw_connection()).driver_connection
     if conn.in_transaction() and hasattr(drv, "is_in_transaction") and not drv.is_in_transaction():
         # SQLAlchemy begins asyncpg's transaction lazily, at the first statement it runs: begin it now, or
         # a statement sent straight to the driver would run (and commit) on its own.

@@ -48,7 +48,7 @@ async def apply(session: AsyncSession, deltas: Mapping[Key, int]) -> None:
     if not rows:
         return
     table: Table = m.MentionDay.__table__  # type: ignore[assignment]
-    dialect = session.bind.dialect
+    dialect = session.get_bind().dialect
     values = bind_rows(dialect, table, _COLUMNS, rows)
     drv = await driver_connection(session)
     if dialect.name == "sqlite":

@@ -509,7 +509,7 @@ async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[in
     if not ids:
         return set()
     drv = await driver_connection(s)
-    sqlite = s.bind.dialect.name == "sqlite"
+    sqlite = s.get_bind().dialect.name == "sqlite"
     lo, hi = min(ids), max(ids)
     if hi - lo < 4 * len(ids) + 100:
         # A page of an import, a backfill or a poll is a run of ids: one range scan of the unique index
