@@ -72,7 +72,9 @@ class Prepared:
 
 def _unwire(w: Analysis) -> Prepared:
     found, in_preview, hash_, lemmas = w
-    return Prepared([Match(*t) for t in found], [Match(*t) for t in in_preview], TextFacts(hash_, lemmas))
+    # (most posts mention nothing: no comprehension for them)
+    return Prepared([Match(*t) for t in found] if found else [],
+                    [Match(*t) for t in in_preview] if in_preview else [], TextFacts(hash_, lemmas))
 
 
 def analyse(watchlist: Watchlist, texts: Sequence[tuple[str, str | None]], lemmas: bool) -> list[Prepared]:

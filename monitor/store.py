@@ -324,12 +324,9 @@ class Store:
                         it.row = own
                 # The batch's own columns: how and when its new posts first reached us (issue 12).
                 stored_at = now()
-                missed = arrival.push_missed if arrival else frozenset()
                 head = (channel_id, stored_at, arrival.how if arrival else None,
                         (arrival.seen_at if arrival and arrival.seen_at else None) or stored_at)
-                rows_new = [(*head, it.post.message_id in missed, *it.row)  # type: ignore[misc]
-                            for it in new_items]
-                id_of = await _insert_posts(s, rows_new)
+                id_of = await _insert_posts(s, head, arrival.push_missed if arrival else frozenset(), new_items)
                 for it in new_items:
                     new_id = id_of.get(it.post.message_id)
                     if new_id is None:  # stored by another writer meanwhile (PostgreSQL's ON CONFLICT)
@@ -535,26 +532,27 @@ async def _stored_message_ids(s: AsyncSession, channel_id: int, ids: Sequence[in
     return found
 
 
-async def _insert_posts(s: AsyncSession, rows: list[tuple[object, ...]]) -> dict[int, int]:
-    """Insert new posts in bulk: rows of :data:`POST_BATCH_COLUMNS` (raw values) then
-    :data:`POST_OWN_COLUMNS` (driver-ready, from ``Store.own_rows``). Returns message id → posts.id of
-    the rows inserted."""
+async def _insert_posts(s: AsyncSession, head: tuple[object, ...], missed: frozenset[int],
+                        items: Sequence[BatchItem]) -> dict[int, int]:
+    """Insert new posts in bulk: ``head`` (the batch's values of :data:`POST_BATCH_COLUMNS` but the last)
+    and push_missed (the post's id in ``missed``), then each item's ``row`` (:data:`POST_OWN_COLUMNS`,
+    driver-ready). Returns message id → posts.id of the rows inserted."""
     table: Table = m.Post.__table__  # type: ignore[assignment]
-    dialect = s.get_bind().dialect
-    nb = len(POST_BATCH_COLUMNS)
+    dialect = s.bind.dialect
     columns = [*POST_BATCH_COLUMNS, *POST_OWN_COLUMNS]
-    # (the batch columns repeat one value a row, so converting them is nearly free: see _driver_rows)
-    head = bind_rows(dialect, table, POST_BATCH_COLUMNS, (r[:nb] for r in rows))
-    values = [h + r[nb:] for h, r in zip(head, rows, strict=True)]
-    mids = [int(r[nb]) for r in rows]  # type: ignore[call-overload]
+    # Two possible heads for the whole batch, converted once.
+    plain, pushed = bind_rows(dialect, table, POST_BATCH_COLUMNS, [(*head, False), (*head, True)])
     drv = await driver_connection(s)
     if dialect.name == "sqlite":
         # This transaction holds SQLite's write lock (save_batch writes first), so no one else can take
         # these ids: name them ourselves (max + 1 is what SQLite itself would pick) and skip RETURNING.
         top = (await s.execute(text("SELECT coalesce(max(id), 0) FROM posts"))).scalar_one()
-        await sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})",
-                                     [(top + i + 1, *v) for i, v in enumerate(values)])
-        return {mid: top + i + 1 for i, mid in enumerate(mids)}
+        await sqlite_insert(drv, f"INSERT INTO posts (id, {_quote(columns)})", [
+            (top + i, *(pushed if it.post.message_id in missed else plain), *it.row)  # type: ignore[misc]
+            for i, it in enumerate(items, 1)])
+        return {it.post.message_id: top + i for i, it in enumerate(items, 1)}
+    values = [(*(pushed if it.post.message_id in missed else plain), *it.row)  # type: ignore[misc]
+              for it in items]
     assert drv.is_in_transaction(), "bulk insert outside the session's transaction"
     # COPY into a temporary table (ON COMMIT DELETE ROWS: empty again after every batch), then one
     # INSERT … SELECT: COPY is the fastest way in, and ON CONFLICT keeps a post another writer stored
