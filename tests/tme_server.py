@@ -7,12 +7,14 @@ appended by the test while the service runs; a page holds ``PAGE`` posts, older 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import http.server
+import inspect
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -201,3 +203,20 @@ def wait_for(cond: object, timeout: float, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return bool(cond())  # type: ignore[operator]
+
+
+async def wait_until(cond: Callable[[], object], within: float, step: float = 0.05) -> bool:
+    """:func:`wait_for` for a test running on the event loop: ``cond`` may be a plain function or return an
+    awaitable (a database query); checked every ``step`` seconds while the loop runs the code under test.
+    False after ``within`` seconds: the caller asserts the result, so a wait that never came true fails."""
+
+    async def check() -> bool:
+        v = cond()
+        return bool(await v) if inspect.isawaitable(v) else bool(v)
+
+    end = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < end:
+        if await check():
+            return True
+        await asyncio.sleep(step)  # the condition has no event to wait on: it is the system's state
+    return await check()
