@@ -25,10 +25,14 @@ class Delivery:
     def __init__(self, ctx: ServiceContext, book: ChannelBook) -> None:
         self.ctx = ctx
         self.book = book
+        self.running = False  # a drain is in progress (only ever one)
+        self.again = False  # the drain was woken while it ran: it drains once more right after
 
     def add_job(self) -> None:
         """Drain every ``DRAIN_SECONDS``; other parts wake it with ``ctx.wake(DRAIN_JOB)``."""
-        self.ctx.add_job(self.drain_job, DRAIN_JOB, DRAIN_SECONDS, first=0.5)
+        # Two instances allowed, the second returning at once: a wake while a drain runs would otherwise be
+        # skipped by the scheduler ("maximum instances"), and an alert queued meanwhile would wait a whole period.
+        self.ctx.add_job(self.drain_job, DRAIN_JOB, DRAIN_SECONDS, first=0.5, max_instances=2)
 
     async def release_own_claims(self, rt: Runtime) -> None:
         """Alerts this process (same host and session, before a crash) had claimed but not marked go back to
@@ -43,7 +47,23 @@ class Delivery:
             event(log, logging.WARNING, "alerts claimed before a crash are due again", alerts=n)
 
     async def drain_job(self) -> None:
-        """One delivery attempt for every due alert (never waits out a backoff)."""
+        """One delivery attempt for every due alert (never waits out a backoff); woken while a drain runs,
+        it only asks that drain to go once more when it ends (never two drains at once)."""
+        if self.running:
+            self.again = True
+            return
+        self.running = True
+        try:
+            while True:
+                self.again = False
+                await self._drain()
+                # No await between this test and clearing ``running``: a wake cannot slip in between and be lost.
+                if not self.again or self.ctx.stopping:
+                    break
+        finally:
+            self.running = False
+
+    async def _drain(self) -> None:
         ctx = self.ctx
         with ctx.track():
             if ctx.stopping or ctx.rt is None or not ctx.rt.settings.alerts:
