@@ -82,7 +82,11 @@ async def open_runtime(settings: Settings, *, upgrade: bool = True) -> AsyncIter
         watchlist = compile_watchlist(settings)
         ingestor = Ingestor(store, watchlist, planner=make_planner(settings),
                             match_link_previews=settings.matching.match_link_previews)
-        yield Runtime(settings, engine, store, watchlist, ingestor)
+        rt = Runtime(settings, engine, store, watchlist, ingestor)
+        try:
+            yield rt
+        finally:
+            rt.ingestor.close()  # its matching worker processes, if it started any (a reload may have replaced it)
     finally:
         await engine.dispose()
 
