@@ -538,7 +538,7 @@ async def _insert_posts(s: AsyncSession, head: tuple[object, ...], missed: froze
     and push_missed (the post's id in ``missed``), then each item's ``row`` (:data:`POST_OWN_COLUMNS`,
     driver-ready). Returns message id → posts.id of the rows inserted."""
     table: Table = m.Post.__table__  # type: ignore[assignment]
-    dialect = s.bind.dialect
+    dialect = s.get_bind().dialect
     columns = [*POST_BATCH_COLUMNS, *POST_OWN_COLUMNS]
     # Two possible heads for the whole batch, converted once.
     plain, pushed = bind_rows(dialect, table, POST_BATCH_COLUMNS, [(*head, False), (*head, True)])
