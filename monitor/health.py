@@ -41,6 +41,11 @@ POLL_GAP = "poll_gap"
 DESTINATION_FAILING = "destination_failing"
 TELEGRAM_UNREACHABLE = "telegram_unreachable"
 DATABASE_WRITES = "database_writes_failing"
+#: kinds opened by the service's parts (monitor/service/push.py, monitor/jobs/accounts.py), titled here
+PUSH_SILENT = "push_silent"
+ACCOUNT_DOWN = "account_down"
+#: an ``account_down`` incident's subject is this prefix and the account's name (its title names the account)
+ACCOUNT_SUBJECT = "Telegram account "
 
 FAILING_FOR = timedelta(hours=1)
 #: the running service writes its heartbeat at least this often (monitor/service/dbwatch.py checks its writes)
@@ -54,6 +59,8 @@ _TITLES = {
     DESTINATION_FAILING: "tgmonitor: получатель не отвечает час — {subject}",
     TELEGRAM_UNREACHABLE: "tgmonitor: Telegram недоступен",
     DATABASE_WRITES: "tgmonitor: база данных не принимает запись",
+    PUSH_SILENT: "tgmonitor: push-обновления Telegram не приходят",
+    ACCOUNT_DOWN: "tgmonitor: аккаунт Telegram выведен из работы — {account}",
 }
 _BODIES = {
     CHANNEL_UNAVAILABLE: "Channel {subject} is unavailable: {detail}. It is retried rarely; the others go on.",
@@ -68,6 +75,10 @@ _BODIES = {
                      "accepts them again (free disk space, check permissions); polls retry and lose nothing.",
     DESTINATION_FAILING: "Alert destination {subject} has failed for more than an hour: {detail}. "
                          "Its alerts stay queued and are retried.",
+    PUSH_SILENT: "Telegram's push updates stopped arriving ({detail}). Nothing is lost: the channels are "
+                 "polled as before push until an update arrives again, which closes the incident.",
+    ACCOUNT_DOWN: "{subject} is taken out ({detail}). The incident closes when it works again (a dead "
+                  "session: `tgmonitor login --account {account}`, no restart needed).",
 }
 
 
@@ -298,8 +309,9 @@ async def database_gauges(engine: AsyncEngine) -> dict[str, Any]:
 def incident_text(kind: str, subject: str, detail: str) -> tuple[str, str]:
     """The operator alert's title and body for an incident (also sent directly, when the outbox cannot be
     written)."""
-    title = _TITLES.get(kind, "tgmonitor: {subject}").format(subject=subject)
-    body = _BODIES.get(kind, "{subject}: {detail}").format(subject=subject, detail=detail)
+    fields = {"subject": subject, "detail": detail, "account": subject.removeprefix(ACCOUNT_SUBJECT)}
+    title = _TITLES.get(kind, "tgmonitor: {subject}").format(**fields)
+    body = _BODIES.get(kind, "{subject}: {detail}").format(**fields)
     return title, body
 
 

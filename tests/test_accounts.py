@@ -222,6 +222,9 @@ async def test_an_account_banned_mid_run_moves_its_channels_nothing_lost_or_doub
             inc = (await ss.execute(select(m.Incident).where(m.Incident.kind == ACCOUNT_DOWN))).scalars().all()
         assert dict(alerts) == {"match": 30, "operator": 1}
         assert len(inc) == 1 and inc[0].subject == "Telegram account b" and "banned" in (inc[0].detail or "")
+        async with rt.store.sessions() as ss:
+            titles = (await ss.execute(select(m.Alert.title).where(m.Alert.kind == "operator"))).scalars().all()
+        assert titles == ["tgmonitor: аккаунт Telegram выведен из работы — b"]  # its own title, not the generic one
         # still banned at the next cycle: no second alert; more posts still arrive once
         for ch in chans[:6]:
             ch.post("ещё Росатом")

@@ -108,3 +108,19 @@ async def test_poll_gap_alerts_the_operator_and_closes_when_a_poll_reaches_the_t
     (inc,) = await _incidents(rt)
     assert inc.closed_at is not None, "a poll that reached Telegram's newest message closes the gap"
     assert len(await _operator_alerts(rt)) == 1
+
+
+async def test_push_silent_and_account_down_incidents_have_their_own_titles(rt: Runtime) -> None:
+    from monitor.jobs.accounts import ACCOUNT_DOWN
+    from monitor.service.push import PUSH_SILENT
+
+    # the subjects as monitor/service/push.py and monitor/jobs/accounts.py give them
+    assert await health.open_incident(rt.engine, rt.settings, PUSH_SILENT, "telegram",
+                                      "updatesTooLong; polled every 300 s again: @ops_gap")
+    assert await health.open_incident(rt.engine, rt.settings, ACCOUNT_DOWN, "Telegram account reserve",
+                                      "dead: AuthKeyUnregisteredError; its channels moved to main")
+    silent, down = await _operator_alerts(rt)
+    assert silent.title == "tgmonitor: push-обновления Telegram не приходят"
+    assert "updatesTooLong" in (silent.body or "") and "@ops_gap" in (silent.body or "")
+    assert down.title == "tgmonitor: аккаунт Telegram выведен из работы — reserve"
+    assert "tgmonitor login --account reserve" in (down.body or "") and "AuthKeyUnregisteredError" in (down.body or "")

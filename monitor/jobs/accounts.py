@@ -70,7 +70,7 @@ log = logging.getLogger("monitor.jobs.accounts")
 T = TypeVar("T")
 
 #: the operator incident of an account taken out (one per account while it is out)
-ACCOUNT_DOWN = "account_down"
+ACCOUNT_DOWN = health.ACCOUNT_DOWN
 #: a limited account (PEER_FLOOD) is tried again after this long, doubling while it stays limited (at most a day)
 PEER_FLOOD_RETRY = 3600.0
 #: a dead or banned account is tried again this often (a new login brings it back without a restart)

@@ -28,7 +28,7 @@ PROBE_JOB = "push-probe"
 PROBE_FIRST = 15.0
 #: the latency gauges are read from the database this often
 LATENCY_EVERY = 300.0
-PUSH_SILENT = "push_silent"
+PUSH_SILENT = health.PUSH_SILENT
 
 
 class PushKeeper:
