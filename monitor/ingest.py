@@ -174,9 +174,12 @@ class Ingestor:
             self.start_workers()
             pool = self._pool
             if pool is not None and pool.starting.done() and not pool.ready:
-                self.close()  # the workers could not start (logged below); try again with the next batch
+                self.close()
                 if not pool.starting.cancelled() and (exc := pool.starting.exception()) is not None:
-                    log.warning("ingest: matching worker processes did not start (%s); matching in a thread", exc)
+                    # (no Python to start, no memory): said once; this ingestor matches in threads from now on
+                    self.workers = 0
+                    log.warning("ingest: matching worker processes did not start (%s); matching in threads",
+                                exc)
             elif pool is not None and pool.ready:
                 try:
                     return await self._in_pool(pool, texts, lemmas)

@@ -174,6 +174,24 @@ async def test_worker_processes_match_like_the_thread_and_survive_a_dead_worker(
         assert not _alive(pid)
 
 
+async def test_workers_that_cannot_start_leave_matching_to_threads(
+        runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rt = runtime
+    ing = Ingestor(rt.store, rt.watchlist, workers=1)
+    ing.pool_min_posts = 1
+    monkeypatch.setattr("sys.executable", "/nonexistent/python3")  # what a worker would be started with
+    ch = await rt.store.upsert_channel(username="no_workers", source="web")
+    posts = corpus(40)
+    with caplog.at_level(logging.WARNING, logger="monitor.ingest"):
+        ing.start_workers()
+        assert ing._pool is not None
+        await asyncio.wait([ing._pool.starting])
+        res = await ing.ingest(ch, posts[:20])
+        res2 = await ing.ingest(ch, posts[20:])
+    assert (res.new, res2.new) == (20, 20) and res.matches + res2.matches > 0
+    assert caplog.text.count("did not start") == 1 and ing.workers == 0 and ing._pool is None
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/status") as fh:
