@@ -25,6 +25,7 @@ from monitor.jobs.push import FALLBACK, POLL, PUSH, PushReceiver
 from monitor.jobs.telethon import TelethonJobs, build_budget
 from monitor.runtime import Runtime, open_runtime
 from monitor.sources.telethon import enable_updates, watch_state_loss
+from tests.tme_server import wait_until
 
 BODY = """
 [schedule]
@@ -79,6 +80,7 @@ class Env:
     jobs: TelethonJobs | None = None
     receiver: PushReceiver | None = None
     listener: Listener = field(default_factory=Listener)
+    handed_pts: int | None = None  # the server's account pts up to which the receiver has been handed updates
 
     async def start(self, session: Any = None) -> PushReceiver:
         """A service's Telethon jobs with push on (a client built to receive updates), connected."""
@@ -88,6 +90,8 @@ class Env:
         self.receiver = PushReceiver(self.jobs, lambda: self.channels, self.listener, album_settle=0.05,
                                      gap_delay=0.0)
         await self.jobs._open()
+        if self.handed_pts is None:  # a new session starts at the server's state: nothing older comes
+            self.handed_pts = self.server.account_pts
         return self.receiver
 
     async def stop(self) -> None:
@@ -98,10 +102,28 @@ class Env:
         assert self.jobs is not None
         return await self.jobs.poll(list(self.channels.values()))
 
-    async def settle(self, seconds: float = 0.3) -> None:
-        """Let Telethon's update loop hand over what was pushed, then store it all."""
-        await asyncio.sleep(seconds)
+    async def settle(self, expect: int | None = None, within: float = 10) -> None:
+        """Wait until Telethon's update loop has handed the receiver every update published since the last
+        settle (``expect``: that many instead, e.g. one state loss), then store it all. Every channel event
+        consumes one account pts on the server, whether pushed, left in a pts gap (Telethon fills it through
+        getChannelDifference) or published while the client was down (caught up at connect); an update
+        dropped "silent" or for a channel the account is not in consumes none."""
+        r = self.receiver
+        assert r is not None and self.handed_pts is not None
+        want = self.server.account_pts - self.handed_pts if expect is None else expect
+        assert await wait_until(lambda: r.queue.qsize() >= want, within), (
+            f"Telethon handed over {r.queue.qsize()} of {want} updates")
+        self.handed_pts = self.server.account_pts
+        await r.drain()
+
+    async def quiet(self, seconds: float = 0.3) -> None:
+        """Nothing may arrive (Telegram pushes nothing): give Telethon's update loop ``seconds`` to hand
+        something over all the same, then store whatever came, for the test to assert it is nothing. The
+        updates published meanwhile are not waited for later: a client that never had an update of the
+        channel knows no pts to see a gap from, so they come only through a poll."""
+        await asyncio.sleep(seconds)  # the scenario: a bounded time for what must not happen
         assert self.receiver is not None
+        self.handed_pts = self.server.account_pts
         await self.receiver.drain()
 
     async def posts(self) -> list[m.Post]:
@@ -259,7 +281,7 @@ async def test_thousand_posts_with_dropped_updates_all_stored_and_alerted_once(e
     for n in range(1000):
         now_post(env, chans[n % 10], f"Росатом: сообщение {n}")
         if n % 100 == 99:
-            await env.settle(0.05)
+            await env.settle()
     await env.settle()
     dropped = [(c, mid) for c, mid, how in env.server.dropped]
     assert 30 <= len(dropped) <= 75  # 5 % of 1,000, give or take chance
@@ -294,7 +316,7 @@ async def test_updates_lost_in_a_pts_gap_come_back_through_get_channel_differenc
     await env.settle()
     env.server.drop_plan = ["gap", "deliver"]  # the pts moves, the update never comes: Telethon sees the gap
     ids = [now_post(env, ch, f"Росатом: {i}") for i in range(2)]
-    await env.settle(1.0)  # Telethon waits 0.5 s for the gap to fill, then asks getChannelDifference
+    await env.settle()  # Telethon waits 0.5 s for the gap to fill, then asks getChannelDifference
     assert env.server.count("GetChannelDifferenceRequest") >= 1
     posts = {p.message_id: p for p in await env.posts()}
     assert all(posts[i].arrival == "push" for i in ids)
@@ -317,7 +339,7 @@ async def test_restart_catches_up_what_was_published_while_down(env: Env, tmp_pa
     await env.stop()  # the update state goes to the session file
     down = [now_post(env, ch, f"Росатом: пока сервис стоял {i}") for i in range(3)]
     r = await env.start(SQLiteSession(session))  # catch_up: getDifference → getChannelDifference
-    await env.settle(0.5)
+    await env.settle()
     assert env.server.count("GetChannelDifferenceRequest") >= 1
     posts = {p.message_id: p for p in await env.posts()}
     assert all(posts[i].arrival == "push" for i in down)
@@ -337,7 +359,7 @@ async def test_silent_channel_falls_back_to_polling_and_recovers(env: Env) -> No
     await r.probe()
     env.server.push = False  # Telegram stops pushing this account's updates
     mid = now_post(env, ch, "Росатом: никто не сообщил")
-    await env.settle()
+    await env.quiet()
     assert mid not in {p.message_id for p in await env.posts()}
     env.clock.advance(60)  # older than the grace period
     r.silent_after = 0.0
@@ -364,8 +386,9 @@ async def test_updates_too_long_drops_every_channel_back_to_polling(env: Env) ->
     await r.probe()
     difference = env.server.count("GetDifferenceRequest")
     env.server.too_long()  # Telegram: too many updates, fetch the difference
-    await env.settle()
-    assert env.server.count("GetDifferenceRequest") > difference  # Telethon refetched the state itself
+    await env.settle(expect=1)  # the state loss (handed over at once, before Telethon acts on it)
+    # Telethon refetched the state itself
+    assert await wait_until(lambda: env.server.count("GetDifferenceRequest") > difference, 10)
     assert set(env.listener.modes.values()) == {FALLBACK}
     assert "updatesTooLong" in env.listener.silent[0][1] and sorted(env.listener.silent[0][0]) == sorted(
         env.channels)
@@ -428,15 +451,6 @@ def _service_config(db: Path, sink_port: int, names: list[str], *, push: bool) -
             f'[[alerts]]\nname = "sink"\nurl = "json://127.0.0.1:{sink_port}/hook"\n{chans}')
 
 
-async def _until(cond: Callable[[], bool], within: float) -> bool:
-    end = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < end:
-        if cond():
-            return True
-        await asyncio.sleep(0.05)
-    return cond()
-
-
 async def test_service_delivers_a_pushed_post_in_seconds_without_polling(
         tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
     import monitor.service.push as service_push
@@ -454,14 +468,14 @@ async def test_service_delivers_a_pushed_post_in_seconds_without_polling(
             assert await svc.wait_cycles("telethon", 1, 60)  # the first poll: the baseline
             pusher = svc.service.pusher
             assert pusher.receiver is not None
-            assert await _until(lambda: pusher.receiver is not None and pusher.receiver.mode("@svc_push") == PUSH,
-                                20)
+            assert await wait_until(
+                lambda: pusher.receiver is not None and pusher.receiver.mode("@svc_push") == PUSH, 20)
             poller = svc.service.poller
             assert poller.interval("@svc_push") == 900  # reconciled, no longer polled every 300 s
             history, cycles = server.count("GetHistoryRequest"), poller.cycles["telethon"]
             t0 = asyncio.get_running_loop().time()
             ch.post("Росатом: срочная новость", date=datetime.now(UTC))
-            assert await _until(lambda: sink.count() == 1, 15)
+            assert await wait_until(lambda: sink.count() == 1, 15)
             took = asyncio.get_running_loop().time() - t0
             assert server.count("GetHistoryRequest") == history and poller.cycles["telethon"] == cycles
             assert took < 5, f"a pushed post took {took:.1f} s to reach the sink"
@@ -488,7 +502,7 @@ async def test_service_with_push_off_polls_as_before(
             assert svc.service.pusher.receiver is None
             assert svc.service.poller.interval("@svc_nopush") == 300
             ch.post("Росатом: новость")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the scenario: a bounded time for an update that must not come
             assert not server.listeners and server.pushed == 0  # the client never asked for updates
             sched = svc.service.ctx.scheduler
             assert sched is not None and sched.get_job("push-probe") is None
@@ -570,24 +584,25 @@ async def test_service_push_silent_polls_opens_an_incident_and_counts_the_miss(
             pusher = svc.service.pusher
             r = pusher.receiver
             assert r is not None
-            assert await _until(lambda: r.mode("@svc_silent") == PUSH, 20)
+            assert await wait_until(lambda: r.mode("@svc_silent") == PUSH, 20)
             r.silent_after, r.grace = 0.0, timedelta(0)  # (the defaults: 120 s without updates, 20 s late)
             server.push = False  # Telegram stops pushing: only the probe can tell
             ch.post("Росатом: пост без обновления", date=datetime.now(UTC))
-            assert await _until(lambda: sink.count() == 1, 20)  # the probe found it, a poll fetched it
+            assert await wait_until(lambda: sink.count() == 1, 20)  # the probe found it, a poll fetched it
             assert r.mode("@svc_silent") == FALLBACK
             assert svc.service.poller.interval("@svc_silent") == 300
             assert q(db, "select kind, subject, closed_at is null from incidents") == [("push_silent", "telegram", 1)]
-            assert await _until(lambda: r.stats.missed["@svc_silent"] == 1, 5)
+            assert await wait_until(lambda: r.stats.missed["@svc_silent"] == 1, 5)
             await pusher._export()
             text = generate_latest(svc.service.ctx.metrics.registry).decode()
             assert 'tgmonitor_push_missed_posts_total{channel="@svc_silent"} 1.0' in text
             assert 'tgmonitor_push_channels{mode="fallback"} 1.0' in text
             server.push = True  # push works again: the next update brings the channel back
             ch.post("Росатом: обновление снова пришло", date=datetime.now(UTC))
-            assert await _until(lambda: sink.count() == 2, 20)
-            assert await _until(lambda: r.mode("@svc_silent") == PUSH, 10)
-            assert await _until(lambda: q(db, "select count(*) from incidents where closed_at is null") == [(0,)], 10)
+            assert await wait_until(lambda: sink.count() == 2, 20)
+            assert await wait_until(lambda: r.mode("@svc_silent") == PUSH, 10)
+            assert await wait_until(
+                lambda: q(db, "select count(*) from incidents where closed_at is null") == [(0,)], 10)
         assert svc.task is not None and svc.task.result() == 0
     assert q(db, "select message_id, arrival, push_missed from posts where message_id > 1 order by message_id") == [
         (2, "poll", 1), (3, "push", 0)]
