@@ -237,6 +237,7 @@ class ChannelStatus:
     last_error: str | None
     lease_owner: str | None
     configured: bool
+    account: str | None = None  # the Telegram account reading it now (several accounts, issue 16)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -245,6 +246,7 @@ class ChannelStatus:
             "cursor": self.cursor, "lag_seconds": self.lag_seconds,
             "last_post": self.last_post.isoformat() if self.last_post else None,
             "last_error": self.last_error, "lease_owner": self.lease_owner, "configured": self.configured,
+            "account": self.account,
         }
 
 
@@ -274,7 +276,7 @@ async def status_snapshot(engine: AsyncEngine, settings: Settings) -> dict[str, 
             lag_seconds=int((t - r.last_poll_at).total_seconds()) if r.last_poll_at else None,
             last_post=r.last_post_at, last_error=r.last_error,
             lease_owner=r.lease_owner if r.lease_until and r.lease_until > t else None,
-            configured=cfg is not None and cfg.enabled))
+            configured=cfg is not None and cfg.enabled, account=r.account))
     for c in configured:
         if c.key not in seen_cfg:
             channels.append(ChannelStatus(channel=c.key, source=c.source, status="never polled", last_poll=None,

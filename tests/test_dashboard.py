@@ -333,6 +333,37 @@ async def test_api_status_is_the_status_snapshot(client: httpx.AsyncClient) -> N
     assert snap["outbox"]["failed"] >= 1 and snap["outbox"]["sent"] >= 1
 
 
+async def test_the_account_per_channel_is_in_api_status_and_an_overview_column_only_when_used(
+        client: httpx.AsyncClient, filled: Filled) -> None:
+    """Several Telegram accounts (issue 16): the snapshot ``status`` and the dashboard share names the account
+    reading each channel; the overview shows an Account column only when some channel has one."""
+    from monitor.health import channel_subject
+
+    header = re.compile(r"<th>(Аккаунт|Account)</th>")
+    snap = (await client.get("/api/status")).json()
+    assert all(c["account"] is None for c in snap["channels"])
+    assert not header.search((await client.get("/")).text)  # one account: no column
+    engine = create_engine(filled.settings.database.url)
+    try:
+        async with engine.connect() as conn:
+            first = (await conn.execute(select(m.Channel.id, m.Channel.username, m.Channel.tg_id)
+                                        .order_by(m.Channel.id))).first()
+            assert first is not None
+            await conn.execute(update(m.Channel).where(m.Channel.id == first.id).values(account="reserve_acc"))
+            await conn.commit()
+        snap = (await client.get("/api/status")).json()
+        accounts = {c["channel"]: c["account"] for c in snap["channels"]}
+        assert accounts[channel_subject(first.username, first.tg_id)] == "reserve_acc"
+        assert sum(1 for a in accounts.values() if a) == 1
+        html = (await client.get("/")).text
+        assert header.search(html) and "<td>reserve_acc</td>" in html
+    finally:
+        async with engine.connect() as conn:
+            await conn.execute(update(m.Channel).values(account=None))
+            await conn.commit()
+        await engine.dispose()
+
+
 async def test_no_secret_on_any_page(client: httpx.AsyncClient, filled: Filled) -> None:
     chans = await channel_ids(filled.settings)
     for path in ("/", "/alerts", "/alerts?status=failed", f"/channels/{chans['hostile_news']}", "/api/status"):

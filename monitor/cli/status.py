@@ -22,7 +22,6 @@ async def collect_status(state_settings: Any) -> dict[str, Any]:
         snap = await status_snapshot(engine, state_settings)
         await _configured_sources(engine, state_settings, snap)
         await _arrivals(engine, snap)
-        await _accounts(engine, snap)
         # ok, or degraded with the reason (its database writes failing), for the running service
         health = await service_health(engine, state_settings, pid)
     snap["service"] = {"running": pid is not None, "pid": pid or None, **health}
@@ -71,22 +70,6 @@ async def _arrivals(engine: Any, snap: dict[str, Any]) -> None:
         c["arrivals"] = {k: got[k] for k in arrivals.ARRIVALS if k in got}
         c["push_missed"] = got.get("push_missed", 0)
     snap["push_missed"] = sum(c["push_missed"] for c in snap["channels"])
-
-
-async def _accounts(engine: Any, snap: dict[str, Any]) -> None:
-    """Per channel: the Telegram account reading it now (several accounts, issue 16; None with one account)."""
-    from sqlalchemy import select
-
-    from monitor import models as m
-    from monitor.db import sessionmaker
-    from monitor.health import channel_subject
-
-    async with sessionmaker(engine)() as s:
-        rows = (await s.execute(select(m.Channel.username, m.Channel.tg_id, m.Channel.account)
-                                .where(m.Channel.account.is_not(None)))).all()
-    by_subject = {channel_subject(u, t): a for u, t, a in rows}
-    for c in snap["channels"]:
-        c["account"] = by_subject.get(c["channel"])
 
 
 def _secs(v: float | None) -> str:

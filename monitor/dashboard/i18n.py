@@ -52,6 +52,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "col.posts": ("Постов", "Posts"),
     "col.status": ("Статус", "Status"),
     "col.lease": ("Аренда", "Lease"),
+    "col.account": ("Аккаунт", "Account"),
     "col.last_error": ("Последняя ошибка", "Last error"),
     "col.kind": ("Вид", "Kind"),
     "col.subject": ("Объект", "Subject"),
