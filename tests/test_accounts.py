@@ -25,6 +25,7 @@ from monitor.accounts.assign import AccountSlot, ChannelNeed, assign
 from monitor.config import ConfigError, Settings, account_settings, load_settings
 from monitor.jobs.accounts import ACCOUNT_DOWN, RECHECK_DEAD, AccountPool
 from monitor.runtime import Runtime, open_runtime
+from tests.tme_server import wait_until
 
 FACTORY = fa.factory_spec()
 
@@ -494,38 +495,35 @@ async def test_two_processes_with_two_accounts_each_share_one_postgresql(
                                                     m.Channel.lease_owner))).all()
                 return {u or str(t): (a, o) for u, t, a, o in rows}
 
-            # every channel ends with a process whose account has joined it (the private one: with b2's)
-            for _ in range(60):
+            async def placed() -> bool:
                 state = await settled()
-                if all(a is not None and a == owners[int(k[4:]) % 4] for k, (a, _o) in state.items()
-                       if k.startswith("two_")) and state["9599999"][0] == "b2":
-                    break
-                await asyncio.sleep(0.5)
+                return all(a is not None and a == owners[int(k[4:]) % 4] for k, (a, _o) in state.items()
+                           if k.startswith("two_")) and state["9599999"][0] == "b2"
+
+            # every channel ends with a process whose account has joined it (the private one: with b2's)
+            assert await wait_until(placed, 30, step=0.5), await settled()
+            state = await settled()
             assert state["9599999"][0] == "b2"
             wrong = {k: a for k, (a, _o) in state.items() if k.startswith("two_") and a != owners[int(k[4:]) % 4]}
             assert not wrong
             lease1, lease2 = s1.service.book.leases, s2.service.book.leases
             assert lease1 is not None and lease2 is not None
             assert not (lease1.held & lease2.held)  # no channel held twice
+
+            async def stored() -> int:
+                async with rt.store.sessions() as ss:
+                    return int((await ss.execute(select(func.count()).select_from(m.Post))).scalar_one())
+
+            async def stored_is(n: int) -> bool:
+                return await stored() == n
+
             for ch in [*chans, secret]:
                 ch.post("Росатом: новое")
-            for _ in range(60):
-                async with rt.store.sessions() as ss:
-                    n = (await ss.execute(select(func.count()).select_from(m.Post))).scalar_one()
-                if n == 2 * 41:
-                    break
-                await asyncio.sleep(0.5)
-            assert n == 2 * 41
+            assert await wait_until(lambda: stored_is(2 * 41), 30, step=0.5), await stored()
         # process 2 stops cleanly: its channels move to process 1's accounts; the private one has no reader left
         for ch in chans:
             ch.post("после остановки")
-        for _ in range(80):
-            async with rt.store.sessions() as ss:
-                n = (await ss.execute(select(func.count()).select_from(m.Post))).scalar_one()
-            if n == 2 * 41 + 40:
-                break
-            await asyncio.sleep(0.5)
-        assert n == 2 * 41 + 40
+        assert await wait_until(lambda: stored_is(2 * 41 + 40), 40, step=0.5), await stored()
         async with rt.store.sessions() as ss:
             dup = (await ss.execute(select(func.count()).select_from(m.Alert).where(m.Alert.kind == "match"))
                    ).scalar_one()
