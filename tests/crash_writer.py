@@ -26,7 +26,7 @@ class HangingPlanner:
 
     async def plan(self, session: object, channel: object, saved: Sequence[SavedPost]) -> int:
         print("INSIDE", len(saved), flush=True)
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # the scenario: the transaction stays open until the test's SIGKILL
         return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from monitor.config import load_settings
+from tests.tme_server import wait_for
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 
@@ -22,7 +23,9 @@ def start(config: Path, mode: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def wait_for(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> str:
+def wait_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) -> str:
+    """The writer's next output line starting with ``word``; an AssertionError if it exits first or none came
+    within ``timeout`` (checked between lines: the writer prints a line at least every page)."""
     end = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < end:
@@ -65,7 +68,7 @@ def test_kill_inside_the_transaction_leaves_nothing(write_config, db_url: str) -
     load_settings(cfg)
     p = start(cfg, "hang-inside")
     try:
-        wait_for(p, "INSIDE")  # the posts and matches are written, the transaction is open
+        wait_line(p, "INSIDE")  # the posts and matches are written, the transaction is open
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
     finally:
@@ -79,8 +82,8 @@ def test_kill_between_and_during_pages_keeps_batches_whole(write_config, db_url:
     for delay in (0.0, 0.05, 0.13):
         p = start(cfg, "pages")
         try:
-            wait_for(p, "PAGE")
-            time.sleep(delay)
+            wait_line(p, "PAGE")
+            time.sleep(delay)  # the scenario: the kill lands at another moment of the next page's batch
             os.kill(p.pid, signal.SIGKILL)
             p.wait(10)
         finally:
@@ -97,10 +100,10 @@ def test_kill_with_worker_processes_keeps_batches_whole_and_takes_the_workers(wr
     cfg = write_config('[[entities]]\nname = "Росатом"\n', db_url)
     p = start(cfg, "pages-workers")
     try:
-        pids = [int(x) for x in wait_for(p, "WORKERS").split()[1:]]
+        pids = [int(x) for x in wait_line(p, "WORKERS").split()[1:]]
         assert len(pids) == 2
-        wait_for(p, "PAGE")
-        wait_for(p, "PAGE")
+        wait_line(p, "PAGE")
+        wait_line(p, "PAGE")
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
     finally:
@@ -108,10 +111,8 @@ def test_kill_with_worker_processes_keeps_batches_whole_and_takes_the_workers(wr
             p.kill()
     n, mx, cur = state(db_url)
     assert n % 200 == 0 and n == mx == cur and n >= 400, f"partial batch or cursor out of step: {(n, mx, cur)}"
-    end = time.monotonic() + 10
-    while any(_running(pid) for pid in pids) and time.monotonic() < end:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if _running(pid)], "a matching worker outlived its killed parent"
+    assert wait_for(lambda: not any(_running(pid) for pid in pids), 10, step=0.05), (
+        f"a matching worker outlived its killed parent: {[pid for pid in pids if _running(pid)]}")
 
 
 def _running(pid: int) -> bool:
