@@ -9,12 +9,14 @@ migrated. ``database_problem(exc, url)`` turns any failure to reach or read the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,10 +75,16 @@ async def open_runtime(settings: Settings, *, upgrade: bool = True) -> AsyncIter
     from monitor.ingest import Ingestor
     from monitor.store import Store
 
+    missing = missing_database(settings)
+    if missing is not None:
+        # Every writing command (run, import, backfill, alerts, …) opens here: none may begin again with an
+        # empty archive because the SQLite file it used before was deleted or moved away.
+        raise DatabaseNotReady(missing)
     engine = create_engine(settings.database.url)
     try:
         if upgrade:
             await migrate.upgrade(engine)
+        remember(settings)  # the file exists now: a later start that finds it gone refuses
         store = Store(engine)
         await store.sync_entities(settings.entities)
         watchlist = compile_watchlist(settings)
@@ -89,6 +97,69 @@ async def open_runtime(settings: Settings, *, upgrade: bool = True) -> AsyncIter
             rt.ingestor.close()  # its matching worker processes, if it started any (a reload may have replaced it)
     finally:
         await engine.dispose()
+
+
+# --------------------------------------------------------------------------- the SQLite file known to be in use
+# A marker in the data directory remembers that the configured SQLite file existed, so a command that finds it
+# gone refuses (one line; ``tgmonitor db upgrade`` creates a new one explicitly) instead of silently beginning
+# again with an empty archive. PostgreSQL needs none: a database that is gone cannot be connected to.
+
+DATABASE_MARKER = "database.known"
+
+
+def database_file(settings: Settings) -> Path | None:
+    """The SQLite file of the configured database (absolute), None for PostgreSQL or in-memory."""
+    from monitor.db import sqlite_path
+
+    path = sqlite_path(settings.database.url)
+    return path.resolve() if path is not None else None
+
+
+def marker_path(settings: Settings) -> Path:
+    """The marker: in the data directory, beside the session and its lock."""
+    return settings.data_dir / DATABASE_MARKER
+
+
+def _known_files(settings: Settings) -> set[str]:
+    try:
+        data = json.loads(marker_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(p) for p in data.get("databases", [])} if isinstance(data, dict) else set()
+
+
+def missing_database(settings: Settings) -> str | None:
+    """The refusal line when the SQLite file this data directory has used before is gone, else None."""
+    path = database_file(settings)
+    if path is None or path.exists() or str(path) not in _known_files(settings):
+        return None
+    return (f"the database file {path} is missing, but this data directory ({settings.data_dir}) has used it "
+            f"before: restore it from a backup (or a {path.name}.recovered-* file beside it), or run "
+            "`tgmonitor db upgrade` to start again with an empty database")
+
+
+def remember(settings: Settings) -> None:
+    """Note in the marker that the configured SQLite file exists and is in use (best effort: a data
+    directory that cannot be written only loses this protection)."""
+    from monitor.logs import event
+
+    path = database_file(settings)
+    if path is None or not path.exists():
+        return
+    known = _known_files(settings)
+    if str(path) in known:
+        return
+    marker = marker_path(settings)
+    tmp = marker.with_name(marker.name + ".tmp")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"databases": sorted(known | {str(path)})}, f)
+        os.replace(tmp, marker)
+    except OSError as exc:
+        event(log, logging.WARNING, "cannot write the database marker", path=str(marker),
+              error=exc.strerror or str(exc))
 
 
 # --------------------------------------------------------------------------- read-only commands

@@ -379,3 +379,25 @@ def test_nested_brackets_exit_2_in_one_line(write_config: WriteConfig, tmp_path:
     assert r.exit_code == 2, r.output
     assert len(r.output.strip().splitlines()) == 1 and "nests more than 64 levels deep" in r.output
     assert counts(sqlite_url)["channels"] == 0
+
+
+def test_import_and_backfill_refuse_a_missing_database_the_data_directory_used(
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    """A SQLite file deleted (or moved away) is never replaced by an empty one behind the user's back: ``import``
+    and ``backfill`` refuse in one line, like ``run``, until ``tgmonitor db upgrade`` starts afresh on purpose."""
+    db = tmp_path / "arch.db"
+    url = f"sqlite:///{db}"
+    cfg = write_config(WATCH + '\n[[channels]]\nusername = "gone_chan"\n', url)
+    assert tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress").exit_code == 0
+    assert counts(url)["posts"] == 9
+    db.unlink()
+    for args in (("import", str(DATA / "export_single.json"), "--no-progress"), ("backfill", "gone_chan")):
+        r = tgm(cfg, *args)
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 1 and len(lines) == 1, (args, r.output)
+        assert f"the database file {db} is missing" in lines[0] and "tgmonitor db upgrade" in lines[0]
+        assert not db.exists()  # no empty database created in its place
+    r = tgm(cfg, "db", "upgrade")
+    assert r.exit_code == 0 and db.exists(), r.output
+    r = tgm(cfg, "import", str(DATA / "export_single.json"), "--no-progress")
+    assert r.exit_code == 0 and "9 new" in r.output, r.output

@@ -22,7 +22,7 @@ from monitor.config import Settings
 from monitor.jobs.base import SessionDead
 from monitor.lock import LockHeld
 from monitor.logs import event
-from monitor.runtime import Runtime, database_problem, open_runtime
+from monitor.runtime import Runtime, database_problem, missing_database, open_runtime
 from monitor.service.backfills import BackfillWorker
 from monitor.service.channels import ChannelBook
 from monitor.service.context import (
@@ -35,7 +35,6 @@ from monitor.service.context import (
     ServiceContext,
     log,
 )
-from monitor.service.dbfile import missing_database
 from monitor.service.dbwatch import DatabaseWatch
 from monitor.service.delivery import Delivery
 from monitor.service.health import HealthKeeper

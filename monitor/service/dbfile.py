@@ -1,77 +1,17 @@
-"""The SQLite database file as the service knows it: a marker in the data directory remembers that the file
-existed, so a start that finds it gone refuses (one line; ``tgmonitor db upgrade`` creates a new one
-explicitly) instead of silently beginning again with an empty archive; and a watch notices when the file
-the service has open is deleted or replaced under it (SQLite would go on writing into the unlinked inode,
-and everything written from then on would vanish when the process exits).
+"""The SQLite database file the service has open: a watch notices when it is deleted or replaced under it
+(SQLite would go on writing into the unlinked inode, and everything written from then on would vanish when the
+process exits). The marker that makes every command refuse to start again on a missing file is in
+:mod:`monitor.runtime` (``missing_database``, ``remember``).
 
-PostgreSQL needs neither: a database that is gone cannot be connected to, and says so."""
+PostgreSQL needs no watch: a database that is gone cannot be connected to, and says so."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.config import Settings
-from monitor.db import sqlite_path
-from monitor.logs import event
-
-log = logging.getLogger("monitor.scheduler")
-
-MARKER = "database.known"
-
-
-def database_file(settings: Settings) -> Path | None:
-    """The SQLite file of the configured database (absolute), None for PostgreSQL or in-memory."""
-    path = sqlite_path(settings.database.url)
-    return path.resolve() if path is not None else None
-
-
-def marker_path(settings: Settings) -> Path:
-    """The marker: in the data directory, beside the session and its lock."""
-    return settings.data_dir / MARKER
-
-
-def _known(settings: Settings) -> set[str]:
-    try:
-        data = json.loads(marker_path(settings).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    return {str(p) for p in data.get("databases", [])} if isinstance(data, dict) else set()
-
-
-def missing_database(settings: Settings) -> str | None:
-    """The refusal line when the SQLite file this data directory has used before is gone, else None."""
-    path = database_file(settings)
-    if path is None or path.exists() or str(path) not in _known(settings):
-        return None
-    return (f"the database file {path} is missing, but this data directory ({settings.data_dir}) has used it "
-            f"before: restore it from a backup (or a {path.name}.recovered-* file beside it), or run "
-            "`tgmonitor db upgrade` to start again with an empty database")
-
-
-def remember(settings: Settings) -> None:
-    """Note in the marker that the configured SQLite file exists and is in use (best effort: a data
-    directory that cannot be written only loses this protection)."""
-    path = database_file(settings)
-    if path is None or not path.exists():
-        return
-    known = _known(settings)
-    if str(path) in known:
-        return
-    marker = marker_path(settings)
-    tmp = marker.with_name(marker.name + ".tmp")
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"databases": sorted(known | {str(path)})}, f)
-        os.replace(tmp, marker)
-    except OSError as exc:
-        event(log, logging.WARNING, "cannot write the database marker", path=str(marker),
-              error=exc.strerror or str(exc))
+from monitor.runtime import database_file
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ operator is told through the outbox.
 A SQLite file deleted (or replaced) under the running service is worse: SQLite would go on writing into the
 unlinked inode and everything from then on would vanish at exit. The service saves what it has open to
 ``<file>.recovered-<time>`` beside it, tells the operator directly and stops (exit 1); a restart then refuses
-to begin again with an empty database (see :mod:`monitor.service.dbfile`)."""
+to begin again with an empty database (``missing_database`` in :mod:`monitor.runtime`)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from monitor import health
 from monitor.alerts.outbox import enqueue_operator_alert
 from monitor.logs import event
 from monitor.models import now
-from monitor.runtime import Runtime, database_problem
+from monitor.runtime import Runtime, database_problem, remember
 from monitor.service.channels import ChannelBook
 from monitor.service.context import DRAIN_JOB, EXIT_FAILURE, ServiceContext, log
-from monitor.service.dbfile import FileWatch, remember
+from monitor.service.dbfile import FileWatch
 
 CHECK_SECONDS = health.HEARTBEAT_SECONDS  # each check writes the heartbeat: status counts on that rhythm
 #: while writes keep failing, the ERROR line is repeated this often (the state itself is always visible)

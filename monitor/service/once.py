@@ -12,8 +12,7 @@ from monitor.jobs import source_jobs
 from monitor.jobs.base import PollReport, SessionDead, source_unreachable
 from monitor.lock import LockHeld, SessionLock, lock_path
 from monitor.logs import event
-from monitor.runtime import Runtime, open_runtime
-from monitor.service.dbfile import missing_database, remember
+from monitor.runtime import Runtime, missing_database, open_runtime, remember
 
 # run --once logged as "monitor.service" before the split; kept so its log lines read as they did.
 log = logging.getLogger("monitor.service")
