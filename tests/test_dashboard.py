@@ -31,6 +31,7 @@ from monitor.db import create_engine
 from monitor.matching import EntitySpec
 from monitor.posts import Post
 from tests.conftest import IN_CI, PG_ADMIN_URL, _admin, _pg_reachable
+from tests.tme_server import wait_until
 
 TOKEN = "test-token-0123456789abcdef"
 API_HASH = "0123456789abcdef0123456789abcdef"
@@ -482,10 +483,7 @@ async def test_the_service_serves_the_dashboard_and_stops_it(filled: Filled) -> 
         server = start_in_service(settings, engine, lambda coro, name: tasks.append(
             asyncio.ensure_future(coro)))
         assert server is not None and len(tasks) == 1
-        for _ in range(100):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
+        assert await wait_until(lambda: server.started, 10), "the dashboard did not start"
         async with httpx.AsyncClient() as c:
             r = await c.get(f"http://127.0.0.1:{port}/mentions", headers={"accept": "text/html"})
             assert r.status_code == 200 and total_on(r.text) > 0
@@ -496,7 +494,7 @@ async def test_the_service_serves_the_dashboard_and_stops_it(filled: Filled) -> 
             r = await c.get(f"http://127.0.0.1:{port}/entities", headers={"accept": "text/html"})
             assert r.text.count("нет в конфигурации") == len(settings.entities) - 1
         server.stop()
-        await asyncio.wait_for(tasks[0], 10)
+        await asyncio.wait_for(tasks[0], 10)  # raises if the server did not stop, or stopped with an error
     finally:
         await engine.dispose()
 

@@ -73,6 +73,8 @@ class ServerThread:
         assert self._ready.wait(30), "the dashboard did not start"
         if self.error is not None:
             raise self.error
+        # the wait above also ends when serve() returned without an error and without serving
+        assert self._server is not None and self._server.started, "the dashboard stopped before it served"
 
     def stop(self) -> None:
         if self._loop is not None and self._server is not None:
