@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from monitor.cli import main
 from monitor.config import load_settings
 from monitor.sources.telethon import ClientSetupError, default_client, parse_proxy
+from tests.tme_server import wait_for
 
 TESTS = Path(__file__).parent
 TGMONITOR = Path(sys.executable).with_name("tgmonitor")
@@ -65,9 +65,9 @@ def test_backfill_killed_at_40_percent_resumes_without_gaps_duplicates_or_refetc
     cfg = _config(tmp_path, "crash_chan")
     cmd = [str(TGMONITOR), "--config", str(cfg), "backfill", "crash_chan", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while _history_requests(log) < 21 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # watching another process, not timing the code under test
+    # watching another process (every 10 ms: the kill must land near 40 %), not timing the code under test
+    assert wait_for(lambda: _history_requests(log) >= 21 or proc.poll() is not None, 60, step=0.01), (
+        f"the backfill made {_history_requests(log)} of 21 history requests in 60 s")
     assert proc.poll() is None, f"the backfill ended before it could be killed: {proc.stdout.read()!r}"
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)

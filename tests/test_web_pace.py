@@ -4,7 +4,6 @@ planner by itself, and the real service against a local t.me/s replica."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -59,7 +58,7 @@ def test_the_plan_never_needs_more_than_the_budget() -> None:
 async def test_service_polls_a_busy_web_channel_more_often_than_a_quiet_one(
         tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
     from tests.service_helpers import InProcService
-    from tests.tme_server import preview_server
+    from tests.tme_server import preview_server, wait_until
 
     with preview_server() as (pv, port):
         quiet = pv.channel("pace_quiet")
@@ -76,7 +75,13 @@ async def test_service_polls_a_busy_web_channel_more_often_than_a_quiet_one(
         async with InProcService(settings, None) as svc:
             assert await svc.wait_cycles("web", 1, 30)
             t0 = time.time()
-            await asyncio.sleep(7)
+
+            def busy_paced() -> bool:
+                polls = Counter(c for _, c in pv.polls(t0))
+                return polls["pace_busy"] >= 3 * max(1, polls["pace_quiet"])
+
+            # a busy channel polled 3 times as often shows within one quiet interval (6 s); a shared pace never
+            assert await wait_until(busy_paced, 15, step=0.2), Counter(c for _, c in pv.polls(t0))
             polls = Counter(c for _, c in pv.polls(t0))
             poller = svc.service.poller
             assert poller.interval("@pace_quiet") == 6.0
