@@ -80,6 +80,7 @@ class ServerThread:
         if self._loop is not None and self._server is not None:
             self._loop.call_soon_threadsafe(self._server.stop)
         self._thread.join(15)
+        assert not self._thread.is_alive(), "the dashboard did not stop within 15 s"
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,8 @@ async def test_workers_that_cannot_start_leave_matching_to_threads(
     with caplog.at_level(logging.WARNING, logger="monitor.ingest"):
         ing.start_workers()
         assert ing._pool is not None
-        await asyncio.wait([ing._pool.starting])
+        done, _pending = await asyncio.wait([ing._pool.starting], timeout=30)  # (its failure is the case)
+        assert done, "the worker pool's start neither ended nor failed within 30 s"
         res = await ing.ingest(ch, posts[:20])
         res2 = await ing.ingest(ch, posts[20:])
     assert (res.new, res2.new) == (20, 20) and res.matches + res2.matches > 0
