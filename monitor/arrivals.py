@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
@@ -57,13 +57,19 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
+HISTORY_ARRIVALS = ("import", "backfill")
+
+
 async def alert_latency(engine: AsyncEngine, *, hours: int = 24, now: datetime | None = None) -> dict[str, Latency]:
-    """Per channel, post date → alert sent of the match alerts sent in the last ``hours``."""
+    """Per channel, post date → alert sent of the match alerts sent in the last ``hours``, for posts that
+    arrived live (push, poll, web; posts stored before arrivals were recorded count too)."""
     since = (now or datetime.now(UTC)) - timedelta(hours=hours)
     q = (select(m.Channel.username, m.Channel.tg_id, m.Post.date, m.Post.seen_at, m.Alert.sent_at)
          .select_from(m.Alert).join(m.Post, m.Post.id == m.Alert.post_id)
          .join(m.Channel, m.Channel.id == m.Post.channel_id)
-         .where(m.Alert.status == "sent", m.Alert.kind == "match", m.Alert.sent_at >= since))
+         .where(m.Alert.status == "sent", m.Alert.kind == "match", m.Alert.sent_at >= since,
+                # monitoring latency: an imported or backfilled old post that alerts now is history, not a delay
+                or_(m.Post.arrival.is_(None), m.Post.arrival.not_in(HISTORY_ARRIVALS))))
     async with engine.connect() as conn:
         rows = (await conn.execute(q)).all()
     delays: dict[str, list[float]] = {}

@@ -381,6 +381,8 @@ def test_accounts_command_table_and_json(world: fa.FakeWorld, write_config: Call
     assert "ACCOUNT" in st.output and "reserve" in st.output.splitlines()[2]
     one = CliRunner().invoke(main, ["--config", str(single), "accounts"])
     assert one.exit_code == 0 and "one Telegram account" in one.output
+    one_json = CliRunner().invoke(main, ["--config", str(single), "accounts", "--format", "json"])
+    assert one_json.exit_code == 0 and json.loads(one_json.output) == []  # still JSON for scripts
 
 
 def test_login_names_the_account(world: fa.FakeWorld, write_config: Callable[..., Path], sqlite_url: str,

@@ -86,10 +86,12 @@ def test_sighup_applies_new_channels_and_keeps_the_old_config_when_invalid(tmp_p
 
     assert wait_for(lambda: "Газпром" in entities_page(), 20), p.text()
     assert "нет в конфигурации" not in entities_page()
-    cfg.write_text(config_text(db, port, sport, ["svc_one", "svc_two"], extra=web), encoding="utf-8")
+    moved = f'\n[web]\nlisten = "127.0.0.1:{wport + 1}"\n'  # bound at start: a restart moves it, said so
+    cfg.write_text(config_text(db, port, sport, ["svc_one", "svc_two"], extra=moved), encoding="utf-8")
     p.p.send_signal(signal.SIGHUP)
     assert wait_for(lambda: posts(db) == 2, 20), p.text()
     assert "configuration reloaded" in p.text()
+    assert "[web] changes need a restart" in p.text()
     # the entity dropped from the config is shown as such (the stored mentions stay)
     assert wait_for(lambda: entities_page().count("нет в конфигурации") == 1, 10), p.text()
 

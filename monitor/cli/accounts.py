@@ -64,7 +64,10 @@ def accounts_cmd(state: CliState, fmt: str) -> None:
     """
     s = state.settings()
     if not s.telegram.accounts:
-        click.echo("one Telegram account ([telegram]); list several as [[telegram.accounts]] to see them here")
+        if fmt == "json":  # scripts get JSON whatever the config: no accounts table → an empty list
+            click.echo("[]")
+        else:
+            click.echo("one Telegram account ([telegram]); list several as [[telegram.accounts]] to see them here")
         return
     rows = run(collect_accounts(s))
     click.echo(json.dumps(rows, ensure_ascii=False, indent=2) if fmt == "json" else render_accounts(rows))

@@ -205,7 +205,7 @@ def has_seen_at() -> bool:
 
 async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency]:
     """Per channel, the median and 95th percentile of post date → alert sent over the last ``hours`` (match
-    alerts only; a backfilled or imported post that alerts late is still a late alert), and seen → sent: the
+    alerts of posts that arrived live: an imported or backfilled old post is history, not a delay), and seen → sent: the
     part of the delay that is ours. The same computation as ``tgmonitor status``, labelled with titles."""
     by_key = await arrivals.alert_latency(engine, hours=hours)
     if not by_key:

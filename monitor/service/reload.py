@@ -56,6 +56,8 @@ class Reloader:
             event(log, logging.WARNING, "[telegram] changes need a restart")
         if new.metrics != old.metrics:
             event(log, logging.WARNING, "[metrics] changes need a restart")
+        if new.dashboard != old.dashboard:  # the dashboard's address and token are bound at start
+            event(log, logging.WARNING, "[web] changes need a restart")
         if new.logging != old.logging:
             setup_logging(new.logging.level, new.logging.format)
         try:
