@@ -530,15 +530,7 @@ class AccountPool:
     # ------------------------------------------------------------------ poll
 
     async def _channel_rows(self) -> ChannelRows:
-        rows = ChannelRows()
-        for r in await self.store.channels():
-            if r.config_ref:
-                rows.by_ref[r.config_ref] = r
-            if r.tg_id is not None:
-                rows.by_id[r.tg_id] = r
-            if r.username:
-                rows.by_name[r.username] = r
-        return rows
+        return ChannelRows.of(await self.store.channels())
 
     async def _sync_if_due(self, job: AccountJobs, rows: ChannelRows) -> None:
         if job.synced_at is not None and job.synced_at > self.clock.monotonic() - DIALOG_SYNC_EVERY:

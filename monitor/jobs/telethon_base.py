@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -108,6 +108,19 @@ class ChannelRows:
     by_ref: dict[str, m.Channel] = field(default_factory=dict)
     by_id: dict[int, m.Channel] = field(default_factory=dict)
     by_name: dict[str, m.Channel] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, channels: Iterable[m.Channel]) -> ChannelRows:
+        """The stored ``channels`` indexed by config key, Telegram id and username."""
+        rows = cls()
+        for r in channels:
+            if r.config_ref:
+                rows.by_ref[r.config_ref] = r
+            if r.tg_id is not None:
+                rows.by_id[r.tg_id] = r
+            if r.username:
+                rows.by_name[r.username] = r
+        return rows
 
     def find(self, cfg: ChannelConfig) -> m.Channel | None:
         row = self.by_ref.get(cfg.key)
@@ -296,15 +309,7 @@ class TelethonBase:
     # ------------------------------------------------------------------ channels
 
     async def _rows(self) -> ChannelRows:
-        rows = ChannelRows()
-        for r in await self.store.channels():
-            if r.config_ref:
-                rows.by_ref[r.config_ref] = r
-            if r.tg_id is not None:
-                rows.by_id[r.tg_id] = r
-            if r.username:
-                rows.by_name[r.username] = r
-        return rows
+        return ChannelRows.of(await self.store.channels())
 
     async def _resolve(self, cfg: ChannelConfig, *, wait_floods: bool = False) -> ChannelInfo:
         """Ask Telegram who ``cfg`` is (once per channel). Raises Unavailable, Deferred or SessionDead."""
