@@ -17,14 +17,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
+from monitor.posts import channel_subject
 
 #: The arrival kinds, in the order ``status`` shows them.
 ARRIVALS = ("push", "poll", "backfill", "import", "web")
-
-
-def channel_key(username: str | None, tg_id: int | None) -> str:
-    """How ``status`` names a channel: ``@username`` or the numeric id (as :func:`monitor.health.channel_subject`)."""
-    return f"@{username}" if username else str(tg_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +73,7 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24, now: datetime |
     for username, tg_id, date, seen_at, sent_at in rows:
         if sent_at is None:  # (the query asks for sent ones only)
             continue
-        key = channel_key(username, tg_id)
+        key = channel_subject(username, tg_id)
         sent = _aware(sent_at)
         delays.setdefault(key, []).append(max(0.0, (sent - _aware(date)).total_seconds()))
         if seen_at is not None:
@@ -103,7 +99,7 @@ async def arrival_counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
             .where(m.Post.push_missed.is_(True)).group_by(m.Channel.username, m.Channel.tg_id))).all()
     out: dict[str, dict[str, int]] = {}
     for username, tg_id, arrival, n in rows:
-        out.setdefault(channel_key(username, tg_id), {})[str(arrival)] = int(n)
+        out.setdefault(channel_subject(username, tg_id), {})[str(arrival)] = int(n)
     for username, tg_id, n in missed:
-        out.setdefault(channel_key(username, tg_id), {})["push_missed"] = int(n)
+        out.setdefault(channel_subject(username, tg_id), {})["push_missed"] = int(n)
     return out

@@ -31,6 +31,7 @@ from monitor.leases import owner_name
 from monitor.lock import lock_path
 from monitor.logs import event
 from monitor.models import now
+from monitor.posts import channel_subject
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,15 @@ _BODIES = {
 }
 
 
-def channel_subject(username: str | None, tg_id: int | None) -> str:
-    return f"@{username}" if username else str(tg_id)
+def age_label(seconds: int) -> str:
+    """An age in the status units: ``45s``, ``12m``, ``5h``, ``3d`` (the CLI table and the dashboard)."""
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 async def _lock_subject(s: AsyncSession, kind: str, subject: str) -> None:

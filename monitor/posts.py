@@ -63,6 +63,11 @@ def message_link(username: str | None, channel_id: int | None, message_id: int) 
     return f"https://t.me/c/{channel_id}/{message_id}"
 
 
+def channel_subject(username: str | None, tg_id: int | None) -> str:
+    """How ``status``, incidents and metrics name a channel: ``@username``, else the numeric id."""
+    return f"@{username}" if username else str(tg_id)
+
+
 def channel_label(username: str | None, title: str | None, channel_id: int | None) -> str:
     """How a channel is named to people: ``@username``, else its title, else its id."""
     if username:

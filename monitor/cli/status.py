@@ -82,15 +82,9 @@ def _secs(v: float | None) -> str:
 
 
 def _ago(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    from monitor.health import age_label
+
+    return "-" if seconds is None else age_label(seconds)
 
 
 def render_table(snap: dict[str, Any]) -> str:

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import arrivals
 from monitor import models as m
-from monitor.health import channel_subject
-from monitor.posts import channel_label, message_link
+from monitor.posts import channel_label, channel_subject, message_link
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +211,7 @@ async def alert_latency(engine: AsyncEngine, *, hours: int = 24) -> list[Latency
         return []
     async with engine.connect() as conn:
         chans = (await conn.execute(select(m.Channel.username, m.Channel.title, m.Channel.tg_id))).all()
-    labels = {arrivals.channel_key(u, g): channel_label(u, t, g) for u, t, g in chans}
+    labels = {channel_subject(u, g): channel_label(u, t, g) for u, t, g in chans}
     return sorted((Latency(labels.get(k, k), v.alerts, v.p50, v.p95, v.seen_p50, v.seen_p95)
                    for k, v in by_key.items()), key=lambda lat: lat.channel)
 

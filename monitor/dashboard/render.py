@@ -16,6 +16,7 @@ from datetime import date, datetime
 from markupsafe import Markup, escape
 
 from monitor import fulltext
+from monitor.health import age_label
 
 # Private-use code points: never meaningful in a post, and one code point each, so swapping any that a post
 # does contain for U+FFFD keeps every offset valid.
@@ -65,15 +66,7 @@ _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 
 def ago(seconds: int | None) -> str:
     """``45s``, ``12m``, ``5h``, ``3d`` (the CLI's ``status`` units)."""
-    if seconds is None:
-        return "—"
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    return "—" if seconds is None else age_label(seconds)
 
 
 def when(value: datetime | str | None) -> str:
