@@ -21,7 +21,7 @@ import hashlib
 import math
 import os
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,6 +75,28 @@ class Leases:
     def _until(self, t: datetime) -> datetime:
         return t + timedelta(seconds=self.ttl)
 
+    async def _claim(self, s: AsyncSession, ids: Iterable[int], t: datetime, *, limit: int | None = None) -> None:
+        """Take the leases of those of ``ids`` that nobody holds (or whose lease ran out by ``t``), lowest ids
+        first, at most ``limit`` of them; rows another process has locked are skipped, not waited for."""
+        until = self._until(t)
+        free = or_(m.Channel.lease_owner.is_(None), m.Channel.lease_until.is_(None), m.Channel.lease_until < t)
+        want = sorted(ids)
+        for i in range(0, len(want), 900):  # bound the IN list (SQLite's variable limit)
+            if limit is not None and limit <= 0:
+                return
+            q = select(m.Channel.id).where(m.Channel.id.in_(want[i:i + 900]), free).order_by(m.Channel.id)
+            if limit is not None:
+                q = q.limit(limit)
+            if not self._sqlite:
+                q = q.with_for_update(skip_locked=True)
+            found = list((await s.execute(q)).scalars())
+            if found:
+                # Conditional: on SQLite another process may have claimed one since the SELECT.
+                await s.execute(update(m.Channel).where(m.Channel.id.in_(found), free)
+                                .values(lease_owner=self.owner, lease_until=until))
+            if limit is not None:
+                limit -= len(found)
+
     async def heartbeat(self) -> int:
         """Say this process is alive; return how many processes are (this one included)."""
         async with self.sessions.begin() as s:
@@ -118,19 +140,9 @@ class Leases:
                                     .values(lease_owner=None, lease_until=None))
                     mine -= set(spare)
             if len(mine) < target:
-                free = or_(m.Channel.lease_owner.is_(None), m.Channel.lease_until.is_(None),
-                           m.Channel.lease_until < t)
-                q = (select(m.Channel.id).where(m.Channel.id.in_(wanted), free)
-                     .order_by(m.Channel.id).limit(target - len(mine)))
-                if not self._sqlite:
-                    q = q.with_for_update(skip_locked=True)
-                ids = list((await s.execute(q)).scalars())
-                if ids:
-                    # Conditional: on SQLite another process may have claimed one since the SELECT.
-                    await s.execute(update(m.Channel).where(m.Channel.id.in_(ids), free)
-                                    .values(lease_owner=self.owner, lease_until=until))
-                    mine = set((await s.execute(select(m.Channel.id)
-                                                .where(m.Channel.lease_owner == self.owner))).scalars())
+                await self._claim(s, wanted, t, limit=target - len(mine))
+                mine = set((await s.execute(select(m.Channel.id)
+                                            .where(m.Channel.lease_owner == self.owner))).scalars())
         self.held = mine
         return LeaseChange(held=set(mine), gained=mine - before, lost=before - mine, live_nodes=live)
 

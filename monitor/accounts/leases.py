@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import models as m
 from monitor.accounts import registry
 from monitor.accounts.assign import AccountSlot, Assignment, assign, needs_from, weight
 from monitor.db import database_now
-from monitor.leases import LOCK_TIMEOUT_MS, LeaseChange, Leases
+from monitor.leases import LeaseChange, Leases
 
 #: (source, poll interval in seconds) of each channel row this process is configured with
 ChannelInfo = Mapping[int, tuple[str, float]]
@@ -83,11 +83,9 @@ class AccountLeases(Leases):
         mine = await self._mine(set(wanted), at)
         before = set(self.held)
         async with self.sessions.begin() as s:
-            if not self._sqlite:
-                # never queue behind a poll's row lock: the next round retries (see monitor.leases)
-                await s.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
+            await self._no_waiting(s)
             t = await database_now(s)
-            until = t + timedelta(seconds=self.ttl)
+            until = self._until(t)
             held = set((await s.execute(select(m.Channel.id).where(m.Channel.lease_owner == self.owner))).scalars())
             give = sorted(held - mine - set(busy))
             for i in range(0, len(give), 900):
@@ -99,17 +97,7 @@ class AccountLeases(Leases):
                 await s.execute(update(m.Channel).where(m.Channel.id.in_(keep[i:i + 900]),
                                                         m.Channel.lease_owner == self.owner)
                                 .values(lease_until=until))
-            want = sorted(mine - held)
-            free = or_(m.Channel.lease_owner.is_(None), m.Channel.lease_until.is_(None), m.Channel.lease_until < t)
-            for i in range(0, len(want), 900):
-                q = select(m.Channel.id).where(m.Channel.id.in_(want[i:i + 900]), free)
-                if not self._sqlite:
-                    q = q.with_for_update(skip_locked=True)
-                ids = list((await s.execute(q)).scalars())
-                if ids:
-                    # conditional: on SQLite another process may have claimed one since the SELECT
-                    await s.execute(update(m.Channel).where(m.Channel.id.in_(ids), free)
-                                    .values(lease_owner=self.owner, lease_until=until))
+            await self._claim(s, mine - held, t)
             now_held = set((await s.execute(select(m.Channel.id).where(m.Channel.lease_owner == self.owner)))
                            .scalars())
         self.held = now_held
