@@ -24,7 +24,7 @@ from sqlalchemy import update
 from monitor import models as m
 from monitor.config import ChannelConfig
 from monitor.db import sessionmaker
-from monitor.jobs.base import PollReport, SessionDead, source_unreachable
+from monitor.jobs.base import PollReport
 from monitor.logs import event
 from monitor.models import now
 from monitor.service.channels import ChannelBook
@@ -210,13 +210,8 @@ class Poller:
         t0 = time.monotonic()
         try:
             reports = await self.runners.get(source).poll(cfgs)
-        except SessionDead as exc:
-            await link.session_died(str(exc))
-            return
         except Exception as exc:
-            unreachable = source_unreachable(exc)
-            if unreachable is not None:
-                await link.unreachable(unreachable)  # the channels stay due for the next attempt
+            if await link.absorb(exc):  # a dead session or no Telegram: the channels stay due
                 return
             event(log, logging.ERROR, "poll failed", source=source, channels=len(cfgs),
                   error=f"{type(exc).__name__}: {exc}")
@@ -307,11 +302,7 @@ class Poller:
                 return
             try:
                 await self.runners.get(source).jobs.reread(chans)  # type: ignore[attr-defined]
-            except SessionDead as exc:
-                await link.session_died(str(exc))
             except Exception as exc:
-                unreachable = source_unreachable(exc)
-                if unreachable is not None:
-                    await link.unreachable(unreachable)
+                if await link.absorb(exc):
                     return
                 event(log, logging.WARNING, "re-read failed", source=source, error=str(exc))

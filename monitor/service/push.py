@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 from monitor import arrivals, health
 from monitor.config import ChannelConfig
-from monitor.jobs.base import SessionDead, source_unreachable
 from monitor.jobs.push import PROBE_EVERY, PUSH, PushReceiver
 from monitor.logs import event
 from monitor.service.channels import ChannelBook
@@ -104,13 +103,8 @@ class PushKeeper:
             try:
                 n = await r.probe()
                 ctx.metrics.requests.labels("telethon").inc(n)
-            except SessionDead as exc:
-                await link.session_died(str(exc))
-                return
             except Exception as exc:
-                unreachable = source_unreachable(exc)
-                if unreachable is not None:
-                    await link.unreachable(unreachable)
+                if await link.absorb(exc):
                     return
                 event(log, logging.WARNING, "push probe failed", error=f"{type(exc).__name__}: {exc}")
             await self._export()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from monitor import health
+from monitor.jobs.base import SessionDead, source_unreachable
 from monitor.logs import event
 from monitor.models import now
 from monitor.runtime import Runtime
@@ -123,6 +124,18 @@ class TelegramLink:
         until = now() + timedelta(seconds=self.tg.waiting() + random.uniform(0, 2))
         if job.next_run_time is None or job.next_run_time < until:
             job.modify(next_run_time=until)
+
+    async def absorb(self, exc: BaseException) -> bool:
+        """Handle a Telegram job's failure that concerns the whole account: a dead session stops the Telethon
+        source, an unreachable Telegram postpones it (the work stays due). True when ``exc`` was one of those."""
+        if isinstance(exc, SessionDead):
+            await self.session_died(str(exc))
+            return True
+        unreachable = source_unreachable(exc)
+        if unreachable is not None:
+            await self.unreachable(unreachable)
+            return True
+        return False
 
     async def unreachable(self, message: str) -> None:
         """Telegram cannot be reached: the Telethon jobs wait for the next attempt (exponential backoff with
